@@ -1,0 +1,1 @@
+//! In-memory filesystem with fault injection (to be written).

@@ -1,0 +1,14 @@
+//! AeternusDB: an embeddable, persistent key-value store built on a log-structured
+//! merge tree.
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
+
+pub mod coding;
+pub mod error;
+pub mod fs;
+pub mod key;
+pub mod options;
+
+pub use bytes::Bytes;
+pub use error::{Error, Result};
+pub use options::{Compression, Options, WalRecovery, WriteOptions};
