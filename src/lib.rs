@@ -3,10 +3,12 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod coding;
 pub mod error;
 pub mod fs;
 pub mod key;
+pub mod memtable;
 pub mod options;
 
 pub use bytes::Bytes;

@@ -1,0 +1,264 @@
+//! Atomic write batches and their encoding, which is also the WAL record payload.
+//!
+//! A batch keeps its operations already encoded, so committing a group of batches
+//! is one copy of each batch into the group's WAL record.
+//!
+//! # Layout
+//! ```text
+//! WAL record payload (one commit group):
+//!   base_seqno u64 LE | count u32 LE | op * count
+//! op:
+//!   tag u8 | key_len varint | key | (value_len varint | value)   tag = Put (1)
+//!   tag u8 | key_len varint | key                                tag = Delete (0)
+//!   tag u8 | start_len varint | start | end_len varint | end     tag = RangeDelete (2)
+//! ```
+//! Operation `i` of the group gets seqno `base_seqno + i`. Tags are part of the WAL
+//! format: never change.
+
+use bytes::Bytes;
+
+use crate::coding::{Decoder, put_length_prefixed};
+use crate::error::{Error, Result};
+use crate::key::{MAX_KEY_SIZE, MAX_VALUE_SIZE, SeqNo};
+
+const TAG_DELETE: u8 = 0;
+const TAG_PUT: u8 = 1;
+const TAG_RANGE_DELETE: u8 = 2;
+
+/// Bytes of the group header: base seqno and count.
+pub(crate) const GROUP_HEADER_LEN: usize = 12;
+
+/// A set of writes applied atomically by [`Db::write`](crate::Db::write): after a
+/// crash, either all of them are there or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    rep: Vec<u8>,
+    count: u32,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// `Error::InvalidArgument` if the key exceeds 64 KiB or the value 256 MiB
+    /// ([`MAX_KEY_SIZE`], [`MAX_VALUE_SIZE`]); the batch is then unchanged.
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<&mut Self> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        check_key(key)?;
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(Error::invalid(format!(
+                "value of {} bytes exceeds the limit of {MAX_VALUE_SIZE}",
+                value.len()
+            )));
+        }
+        self.push(TAG_PUT, key, Some(value))
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) -> Result<&mut Self> {
+        let key = key.as_ref();
+        check_key(key)?;
+        self.push(TAG_DELETE, key, None)
+    }
+
+    /// Deletes every key in `[start, end)`. `start > end` is `InvalidArgument`;
+    /// `start == end` deletes nothing and adds nothing.
+    pub fn delete_range(
+        &mut self,
+        start: impl AsRef<[u8]>,
+        end: impl AsRef<[u8]>,
+    ) -> Result<&mut Self> {
+        let (start, end) = (start.as_ref(), end.as_ref());
+        check_key(start)?;
+        check_key(end)?;
+        if start > end {
+            return Err(Error::invalid("delete_range start is after its end"));
+        }
+        if start == end {
+            return Ok(self);
+        }
+        self.push(TAG_RANGE_DELETE, start, Some(end))
+    }
+
+    fn push(&mut self, tag: u8, key: &[u8], second: Option<&[u8]>) -> Result<&mut Self> {
+        if self.count == u32::MAX {
+            return Err(Error::invalid("a batch holds at most 2^32 - 1 operations"));
+        }
+        self.rep.push(tag);
+        put_length_prefixed(&mut self.rep, key);
+        if let Some(second) = second {
+            put_length_prefixed(&mut self.rep, second);
+        }
+        self.count += 1;
+        Ok(self)
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True if the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Removes every operation.
+    pub fn clear(&mut self) {
+        self.rep.clear();
+        self.count = 0;
+    }
+
+    /// Approximate bytes the batch will occupy in the WAL.
+    pub fn encoded_size(&self) -> usize {
+        self.rep.len()
+    }
+
+    pub(crate) fn encoded_ops(&self) -> &[u8] {
+        &self.rep
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.len() > MAX_KEY_SIZE {
+        return Err(Error::invalid(format!(
+            "key of {} bytes exceeds the limit of {MAX_KEY_SIZE}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One decoded operation, with its seqno; the byte fields slice the record buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BatchOp {
+    Put { key: Bytes, value: Bytes },
+    Delete { key: Bytes },
+    RangeDelete { start: Bytes, end: Bytes },
+}
+
+/// A commit group's WAL payload being assembled.
+#[derive(Debug, Default)]
+pub(crate) struct GroupBuilder {
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl GroupBuilder {
+    pub(crate) fn new() -> GroupBuilder {
+        GroupBuilder { buf: vec![0; GROUP_HEADER_LEN], count: 0 }
+    }
+
+    /// Appends a batch; `false` (and nothing appended) if the count would overflow.
+    pub(crate) fn append(&mut self, batch: &WriteBatch) -> bool {
+        let Some(count) = self.count.checked_add(batch.count()) else { return false };
+        self.buf.extend_from_slice(batch.encoded_ops());
+        self.count = count;
+        true
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Stamps the base seqno and returns the finished payload.
+    pub(crate) fn finish(mut self, base_seqno: SeqNo) -> Vec<u8> {
+        self.buf[0..8].copy_from_slice(&base_seqno.to_le_bytes());
+        self.buf[8..12].copy_from_slice(&self.count.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Decodes a group payload into `(seqno, op)` pairs, slicing `payload` without copies.
+///
+/// Errors carry the offset within the payload of the first undecodable byte.
+pub(crate) fn decode_group(payload: &Bytes) -> std::result::Result<Vec<(SeqNo, BatchOp)>, usize> {
+    let mut d = Decoder::new(payload);
+    let (Some(base), Some(count)) = (d.u64(), d.u32()) else { return Err(0) };
+    let mut ops = Vec::with_capacity((count as usize).min(payload.len()));
+    let slice = |d: &mut Decoder<'_>| -> Option<Bytes> {
+        let start = d.position();
+        let bytes = d.length_prefixed()?;
+        let offset = start + (d.position() - start - bytes.len());
+        Some(payload.slice(offset..offset + bytes.len()))
+    };
+    for i in 0..u64::from(count) {
+        let at = d.position();
+        let op = match d.u8() {
+            Some(TAG_PUT) => slice(&mut d)
+                .and_then(|key| Some(BatchOp::Put { key, value: slice(&mut d)? })),
+            Some(TAG_DELETE) => slice(&mut d).map(|key| BatchOp::Delete { key }),
+            Some(TAG_RANGE_DELETE) => slice(&mut d)
+                .and_then(|start| Some(BatchOp::RangeDelete { start, end: slice(&mut d)? })),
+            _ => None,
+        };
+        let op = op.ok_or(at)?;
+        let seqno = base.checked_add(i).ok_or(at)?;
+        ops.push((seqno, op));
+    }
+    if !d.is_empty() {
+        return Err(d.position());
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn group_round_trips() {
+        let mut a = WriteBatch::new();
+        a.put("k1", "v1").unwrap().delete("k2").unwrap();
+        let mut b = WriteBatch::new();
+        b.delete_range("a", "c").unwrap().put("", "").unwrap();
+        let mut g = GroupBuilder::new();
+        assert!(g.append(&a) && g.append(&b));
+        let payload = Bytes::from(g.finish(41));
+        let ops = decode_group(&payload).unwrap();
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        assert_eq!(
+            ops,
+            vec![
+                (41, BatchOp::Put { key: b("k1"), value: b("v1") }),
+                (42, BatchOp::Delete { key: b("k2") }),
+                (43, BatchOp::RangeDelete { start: b("a"), end: b("c") }),
+                (44, BatchOp::Put { key: b(""), value: b("") }),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_arguments_leave_the_batch_unchanged() {
+        let mut batch = WriteBatch::new();
+        assert!(batch.put(vec![0; MAX_KEY_SIZE + 1], "v").is_err());
+        assert!(batch.delete_range("b", "a").is_err());
+        batch.delete_range("a", "a").unwrap();
+        assert!(batch.is_empty());
+        assert_eq!(batch.encoded_size(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_group(&Bytes::from(bytes));
+        }
+    }
+}

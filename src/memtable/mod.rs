@@ -1,0 +1,339 @@
+//! The in-memory write buffer.
+//!
+//! # Design invariants
+//! 1. Two separate sorted structures: point entries in a lock-free skiplist ordered
+//!    `(key ASC, seqno DESC)`, range tombstones in their own skiplist ordered
+//!    `(start ASC, seqno DESC)`. Readers merge them at read time; nothing is collapsed.
+//! 2. Every version written is kept exactly as written until flush; the flush
+//!    iterators ([`Memtable::entries`], [`Memtable::range_tombstones`]) yield them all.
+//! 3. `max_lsn` is the highest seqno ever inserted or injected; it only grows.
+//!    Recovery calls [`Memtable::inject_max_lsn`] so that no seqno is reused.
+//!
+//! # Thread safety
+//! One writer at a time (the commit leader, see `db::write`) inserts; any number of
+//! readers run concurrently without locks and filter out seqnos above their snapshot,
+//! so a half-inserted batch is never visible. Once frozen ([`FrozenMemtable`]) a
+//! memtable is never written again and is flushed while readers keep using it.
+
+mod cursor;
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::ops::{Bound, Deref};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+
+pub use cursor::MemtableCursor;
+
+use crate::key::{Entry, MAX_SEQNO, RangeTombstone, SeqNo, ValueKind, compare_internal};
+
+/// Approximate per-entry bookkeeping cost (skiplist node, refcounts), counted
+/// towards the write buffer so that many tiny entries still trigger a flush.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// A skiplist key: user key plus seqno, ordered `(key ASC, seqno DESC)`.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalKey {
+    pub(crate) user_key: Bytes,
+    pub(crate) seqno: SeqNo,
+}
+
+/// A borrowed view of an internal key, so lookups need not allocate an owned key.
+pub(crate) trait KeyView {
+    fn parts(&self) -> (&[u8], SeqNo);
+}
+
+impl KeyView for InternalKey {
+    fn parts(&self) -> (&[u8], SeqNo) {
+        (&self.user_key, self.seqno)
+    }
+}
+
+impl KeyView for (&[u8], SeqNo) {
+    fn parts(&self) -> (&[u8], SeqNo) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for InternalKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for dyn KeyView + '_ {}
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, sa) = self.parts();
+        let (b, sb) = other.parts();
+        compare_internal(a, sa, b, sb)
+    }
+}
+
+impl PartialEq for InternalKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for InternalKey {}
+impl PartialOrd for InternalKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InternalKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_internal(&self.user_key, self.seqno, &other.user_key, other.seqno)
+    }
+}
+
+/// The stored half of a point entry.
+#[derive(Debug, Clone)]
+pub(crate) struct PointValue {
+    pub(crate) kind: ValueKind,
+    pub(crate) value: Bytes,
+}
+
+/// The active, writable memtable.
+#[derive(Debug)]
+pub struct Memtable {
+    points: SkipMap<InternalKey, PointValue>,
+    range_tombstones: SkipMap<InternalKey, Bytes>,
+    approximate_size: AtomicUsize,
+    max_lsn: AtomicU64,
+    /// The first WAL segment holding this memtable's writes; once it is flushed,
+    /// segments before the next memtable's `first_wal` can be deleted.
+    first_wal: u64,
+}
+
+impl Memtable {
+    /// An empty memtable whose writes start in WAL segment `first_wal`.
+    pub fn new(first_wal: u64) -> Memtable {
+        Memtable {
+            points: SkipMap::new(),
+            range_tombstones: SkipMap::new(),
+            approximate_size: AtomicUsize::new(0),
+            max_lsn: AtomicU64::new(0),
+            first_wal,
+        }
+    }
+
+    /// Inserts one point version.
+    pub fn insert(&self, key: Bytes, seqno: SeqNo, kind: ValueKind, value: Bytes) {
+        let size = key.len() + value.len() + ENTRY_OVERHEAD;
+        self.points.insert(InternalKey { user_key: key, seqno }, PointValue { kind, value });
+        self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
+        self.inject_max_lsn(seqno);
+    }
+
+    /// Inserts a range tombstone over `[start, end)`.
+    pub fn insert_range_tombstone(&self, start: Bytes, end: Bytes, seqno: SeqNo) {
+        let size = start.len() + end.len() + ENTRY_OVERHEAD;
+        self.range_tombstones.insert(InternalKey { user_key: start, seqno }, end);
+        self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
+        self.inject_max_lsn(seqno);
+    }
+
+    /// Raises `max_lsn` to at least `lsn` (recovery uses it so no seqno is reused).
+    pub fn inject_max_lsn(&self, lsn: SeqNo) {
+        self.max_lsn.fetch_max(lsn, AtomicOrdering::AcqRel);
+    }
+
+    /// The highest seqno inserted or injected.
+    pub fn max_lsn(&self) -> SeqNo {
+        self.max_lsn.load(AtomicOrdering::Acquire)
+    }
+
+    /// Bytes of keys and values held, plus a per-entry overhead.
+    pub fn approximate_size(&self) -> usize {
+        self.approximate_size.load(AtomicOrdering::Relaxed)
+    }
+
+    /// True if nothing was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.range_tombstones.is_empty()
+    }
+
+    /// The first WAL segment holding this memtable's writes.
+    pub fn first_wal(&self) -> u64 {
+        self.first_wal
+    }
+
+    /// The newest version of `key` with seqno `<= snapshot`, put or delete.
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<Entry> {
+        let probe: &dyn KeyView = &(key, snapshot);
+        let found = self.points.lower_bound(Bound::Included(probe))?;
+        let ikey = found.key();
+        if ikey.user_key.as_ref() != key {
+            return None;
+        }
+        let value = found.value();
+        Some(Entry {
+            key: ikey.user_key.clone(),
+            seqno: ikey.seqno,
+            kind: value.kind,
+            value: value.value.clone(),
+        })
+    }
+
+    /// The highest seqno `<= snapshot` of a range tombstone covering `key`, if any.
+    pub fn max_covering_tombstone(&self, key: &[u8], snapshot: SeqNo) -> Option<SeqNo> {
+        if self.range_tombstones.is_empty() {
+            return None;
+        }
+        let upper: &dyn KeyView = &(key, 0);
+        self.range_tombstones
+            .range::<dyn KeyView, _>((Bound::Unbounded, Bound::Included(upper)))
+            .filter(|e| e.key().seqno <= snapshot && key < e.value().as_ref())
+            .map(|e| e.key().seqno)
+            .max()
+    }
+
+    /// Every point version in internal order (for flush).
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.points.iter().map(|e| Entry {
+            key: e.key().user_key.clone(),
+            seqno: e.key().seqno,
+            kind: e.value().kind,
+            value: e.value().value.clone(),
+        })
+    }
+
+    /// Every range tombstone in `(start ASC, seqno DESC)` order.
+    pub fn range_tombstones(&self) -> impl Iterator<Item = RangeTombstone> + '_ {
+        self.range_tombstones.iter().map(|e| RangeTombstone {
+            start: e.key().user_key.clone(),
+            end: e.value().clone(),
+            seqno: e.key().seqno,
+        })
+    }
+
+    /// Number of point versions.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub(crate) fn points(&self) -> &SkipMap<InternalKey, PointValue> {
+        &self.points
+    }
+}
+
+/// A memtable that takes no more writes and waits for (or is in) flush.
+///
+/// Shares the memtable by `Arc` with readers; it only exposes reads.
+#[derive(Debug, Clone)]
+pub struct FrozenMemtable {
+    memtable: Arc<Memtable>,
+}
+
+impl FrozenMemtable {
+    /// Freezes `memtable`: the caller must have stopped writing to it.
+    pub fn new(memtable: Arc<Memtable>) -> FrozenMemtable {
+        FrozenMemtable { memtable }
+    }
+
+    /// The underlying memtable (read-only through `&`).
+    pub fn memtable(&self) -> &Arc<Memtable> {
+        &self.memtable
+    }
+}
+
+impl Deref for FrozenMemtable {
+    type Target = Memtable;
+
+    fn deref(&self) -> &Memtable {
+        &self.memtable
+    }
+}
+
+/// Maps user-key bounds to internal-key bounds that select every version.
+pub(crate) fn internal_bounds(
+    lower: Bound<&[u8]>,
+    upper: Bound<&[u8]>,
+) -> (Bound<InternalKey>, Bound<InternalKey>) {
+    let ik = |k: &[u8], seqno| InternalKey { user_key: Bytes::copy_from_slice(k), seqno };
+    let lower = match lower {
+        Bound::Included(k) => Bound::Included(ik(k, MAX_SEQNO)),
+        Bound::Excluded(k) => Bound::Excluded(ik(k, 0)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let upper = match upper {
+        Bound::Included(k) => Bound::Included(ik(k, 0)),
+        Bound::Excluded(k) => Bound::Excluded(ik(k, MAX_SEQNO)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (lower, upper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn get_returns_newest_visible_version() {
+        let m = Memtable::new(1);
+        m.insert(b("k"), 1, ValueKind::Put, b("v1"));
+        m.insert(b("k"), 3, ValueKind::Put, b("v3"));
+        m.insert(b("k"), 5, ValueKind::Delete, Bytes::new());
+        m.insert(b("ka"), 4, ValueKind::Put, b("other"));
+        assert_eq!(m.get(b"k", 0), None);
+        assert_eq!(m.get(b"k", 2).unwrap().value, b("v1"));
+        assert_eq!(m.get(b"k", 4).unwrap().value, b("v3"));
+        assert_eq!(m.get(b"k", 9).unwrap().kind, ValueKind::Delete);
+        assert_eq!(m.get(b"j", 9), None);
+        assert_eq!(m.get(b"kb", 9), None);
+        assert_eq!(m.max_lsn(), 5);
+    }
+
+    #[test]
+    fn covering_tombstones_respect_range_and_snapshot() {
+        let m = Memtable::new(1);
+        m.insert_range_tombstone(b("b"), b("d"), 7);
+        m.insert_range_tombstone(b("a"), b("c"), 9);
+        assert_eq!(m.max_covering_tombstone(b"b", 100), Some(9));
+        assert_eq!(m.max_covering_tombstone(b"c", 100), Some(7));
+        assert_eq!(m.max_covering_tombstone(b"c", 6), None);
+        assert_eq!(m.max_covering_tombstone(b"b", 8), Some(7));
+        assert_eq!(m.max_covering_tombstone(b"d", 100), None);
+        assert_eq!(m.max_covering_tombstone(b"0", 100), None);
+    }
+
+    #[test]
+    fn flush_iterators_keep_every_version_in_order() {
+        let m = Memtable::new(1);
+        m.insert(b("b"), 2, ValueKind::Put, b("x"));
+        m.insert(b("a"), 1, ValueKind::Put, b("y"));
+        m.insert(b("b"), 3, ValueKind::Delete, Bytes::new());
+        let got: Vec<_> = m.entries().map(|e| (e.key, e.seqno)).collect();
+        assert_eq!(got, vec![(b("a"), 1), (b("b"), 3), (b("b"), 2)]);
+        m.insert_range_tombstone(b("a"), b("z"), 4);
+        m.insert_range_tombstone(b("a"), b("c"), 5);
+        let t: Vec<_> = m.range_tombstones().map(|t| t.seqno).collect();
+        assert_eq!(t, vec![5, 4]);
+    }
+
+    #[test]
+    fn inject_max_lsn_only_grows() {
+        let m = Memtable::new(1);
+        m.inject_max_lsn(10);
+        m.inject_max_lsn(4);
+        assert_eq!(m.max_lsn(), 10);
+    }
+}
