@@ -1,1 +1,738 @@
-//! In-memory filesystem with fault injection (to be written).
+//! [`FaultFs`]: an in-memory [`FileSystem`] that remembers what is durable, so tests can
+//! inject I/O errors and simulate a power loss.
+//!
+//! Modelled on LevelDB's `db/fault_injection_test.cc` ("keep track of the state of a
+//! filesystem as of the last sync") and Pebble's `vfs.NewCrashableMem`.
+//!
+//! # Model
+//! - A **file** (an inode) holds its bytes and its *synced length*: the prefix made
+//!   durable by [`WritableFile::sync`]. Appends land in the live bytes at once, so a
+//!   process crash keeps them; only the synced prefix survives a power loss.
+//! - A **directory entry** maps a path to a file. Entries live in two namespaces: the
+//!   *live* one, which every operation reads and changes, and the *durable* one, which
+//!   changes only through [`FileSystem::sync_dir`]: `sync_dir(dir)` replaces the durable
+//!   entries directly in `dir` with its live ones. Creations, renames and removals are
+//!   therefore undone by a power loss until their directory is synced. A rename across
+//!   directories needs both directories synced.
+//! - [`FileSystem::create`] always makes a new, empty file and points the name at it;
+//!   the file that name pointed to before (if any) stays intact in the durable
+//!   namespace until the directory is synced.
+//! - **Directories** made by [`FileSystem::create_dir_all`] are durable at once (a
+//!   simplification: the engine creates its directory before anything else).
+//! - [`FaultFs::power_loss`] replaces the live namespace with the durable one,
+//!   truncates every file to its synced length, kills every open [`WritableFile`]
+//!   (further appends and syncs fail) and releases every lock.
+//!   [`FaultFs::release_locks`] models a process crash instead: every byte appended
+//!   stays, only the locks held by the dead process's leaked handles vanish.
+//!
+//! # Faults
+//! [`FaultFs::fail_after`] makes the n-th next operation of a [`FaultKind`] fail with
+//! an [`io::ErrorKind::Other`] error ("injected fault") and no effect.
+//! [`FaultFs::tear_next_write`] makes the next append keep only a prefix of its bytes
+//! and then fail. [`FaultFs::count`] reports how many operations of each kind were
+//! attempted (failed ones included), so a test can run a workload once, read the count
+//! and then fail each of those operations in turn.
+//!
+//! # Thread safety
+//! [`FaultFs`] is a cheap, cloneable handle: clones share one state behind a mutex.
+//! Lock order: the filesystem state, then a file's bytes; reads lock only the file.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::{FileLock, FileSystem, RandomAccessFile, WritableFile};
+
+/// A kind of operation that [`FaultFs::fail_after`] can make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// [`WritableFile::append`].
+    Write,
+    /// [`WritableFile::sync`].
+    Sync,
+    /// [`FileSystem::rename`].
+    Rename,
+    /// [`FileSystem::sync_dir`].
+    SyncDir,
+    /// [`FileSystem::create`].
+    Create,
+}
+
+/// The number of [`FaultKind`] variants.
+const KIND_COUNT: usize = 5;
+
+impl FaultKind {
+    fn index(self) -> usize {
+        match self {
+            FaultKind::Write => 0,
+            FaultKind::Sync => 1,
+            FaultKind::Rename => 2,
+            FaultKind::SyncDir => 3,
+            FaultKind::Create => 4,
+        }
+    }
+}
+
+/// One file's contents.
+///
+/// Invariant: `synced_len <= data.len()`.
+#[derive(Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    /// The prefix of `data` that survives a power loss.
+    synced_len: usize,
+}
+
+type InodeRef = Arc<Mutex<Inode>>;
+
+#[derive(Default)]
+struct State {
+    /// The namespace every operation sees.
+    live: BTreeMap<PathBuf, InodeRef>,
+    /// The namespace as of each directory's last `sync_dir`.
+    durable: BTreeMap<PathBuf, InodeRef>,
+    /// Directories (always durable).
+    dirs: BTreeSet<PathBuf>,
+    /// Locked paths and the token of the lock holding each.
+    locks: HashMap<PathBuf, u64>,
+    next_lock_token: u64,
+    /// Bumped by every power loss; write handles from an older epoch are dead.
+    epoch: u64,
+    /// Operations attempted, by kind.
+    counts: [usize; KIND_COUNT],
+    /// For each kind, how many more operations succeed before one fails.
+    pending_faults: [Option<usize>; KIND_COUNT],
+    /// Bytes the next append keeps before failing.
+    tear_next_write: Option<usize>,
+}
+
+impl State {
+    /// Counts one operation of `kind` and fails it if a fault is due.
+    fn begin(&mut self, kind: FaultKind) -> io::Result<()> {
+        let i = kind.index();
+        self.counts[i] += 1;
+        match self.pending_faults[i] {
+            Some(0) => {
+                self.pending_faults[i] = None;
+                Err(injected_fault())
+            }
+            Some(n) => {
+                self.pending_faults[i] = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn live_file(&self, path: &Path) -> io::Result<&InodeRef> {
+        self.live.get(path).ok_or_else(|| not_found(path))
+    }
+
+    /// Fails unless the directory that would hold `path` exists.
+    fn check_parent(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(dir) if self.dirs.contains(dir) => Ok(()),
+            _ => Err(not_found(path)),
+        }
+    }
+}
+
+fn injected_fault() -> io::Error {
+    io::Error::other("injected fault")
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+}
+
+fn is_in_dir(path: &Path, dir: &Path) -> bool {
+    path.parent() == Some(dir)
+}
+
+/// An in-memory filesystem with fault injection and power-loss simulation; see the
+/// module documentation for the model.
+#[derive(Clone, Default)]
+pub struct FaultFs {
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultFs {
+    /// An empty filesystem with no directories.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulates a power cut: the live namespace becomes the durable one, every file
+    /// loses its unsynced bytes, open write handles die and all locks are released.
+    /// Pending faults stay armed.
+    pub fn power_loss(&self) {
+        let mut state = self.state.lock();
+        state.live = state.durable.clone();
+        for inode in state.durable.values() {
+            let mut inode = inode.lock();
+            let synced_len = inode.synced_len;
+            inode.data.truncate(synced_len);
+        }
+        state.epoch += 1;
+        state.locks.clear();
+    }
+
+    /// Releases every lock, as when the process holding them dies; files keep every
+    /// appended byte. Lets a test reopen a database whose handle it leaked.
+    pub fn release_locks(&self) {
+        self.state.lock().locks.clear();
+    }
+
+    /// Makes the `n`-th next operation of `kind` fail (`0` = the next one), once.
+    /// Replaces an earlier pending fault of the same kind.
+    pub fn fail_after(&self, kind: FaultKind, n: usize) {
+        self.state.lock().pending_faults[kind.index()] = Some(n);
+    }
+
+    /// Makes the next append write only its first `keep` bytes (or all of them if
+    /// fewer) and then fail. An append failed by [`FaultFs::fail_after`] writes nothing
+    /// and leaves the tear pending.
+    pub fn tear_next_write(&self, keep: usize) {
+        self.state.lock().tear_next_write = Some(keep);
+    }
+
+    /// Disarms every pending fault and torn write.
+    pub fn clear_faults(&self) {
+        let mut state = self.state.lock();
+        state.pending_faults = [None; KIND_COUNT];
+        state.tear_next_write = None;
+    }
+
+    /// How many operations of `kind` were attempted, failed ones included.
+    pub fn count(&self, kind: FaultKind) -> usize {
+        self.state.lock().counts[kind.index()]
+    }
+
+    /// Flips the bits of `xor_mask` in the byte at `offset` of a live file. Inside the
+    /// synced prefix, the damage survives a power loss.
+    pub fn corrupt_byte(&self, path: &Path, offset: u64, xor_mask: u8) -> io::Result<()> {
+        let state = self.state.lock();
+        let mut inode = state.live_file(path)?.lock();
+        let byte =
+            usize::try_from(offset).ok().and_then(|i| inode.data.get_mut(i)).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "offset past the end of the file")
+            })?;
+        *byte ^= xor_mask;
+        Ok(())
+    }
+
+    /// Cuts a live file to `len` bytes; the cut survives a power loss.
+    pub fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let state = self.state.lock();
+        let mut inode = state.live_file(path)?.lock();
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= inode.data.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
+        inode.data.truncate(len);
+        inode.synced_len = inode.synced_len.min(len);
+        Ok(())
+    }
+
+    /// Every live file's path, sorted.
+    pub fn file_names(&self) -> Vec<PathBuf> {
+        self.state.lock().live.keys().cloned().collect()
+    }
+}
+
+impl fmt::Debug for FaultFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `try_lock`, so formatting while this thread holds the state cannot deadlock.
+        match self.state.try_lock() {
+            Some(state) => f
+                .debug_struct("FaultFs")
+                .field("files", &state.live.len())
+                .field("durable_files", &state.durable.len())
+                .field("locks", &state.locks.len())
+                .field("epoch", &state.epoch)
+                .finish(),
+            None => f.write_str("FaultFs { <locked> }"),
+        }
+    }
+}
+
+impl FileSystem for FaultFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        if state.live.contains_key(dir) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file has that name"));
+        }
+        state.dirs.extend(dir.ancestors().map(Path::to_path_buf));
+        Ok(())
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let mut state = self.state.lock();
+        state.check_parent(path)?;
+        state.begin(FaultKind::Create)?;
+        let inode = InodeRef::default();
+        state.live.insert(path.to_path_buf(), Arc::clone(&inode));
+        Ok(Box::new(FaultWritableFile {
+            state: Arc::clone(&self.state),
+            inode,
+            epoch: state.epoch,
+            len: 0,
+        }))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>> {
+        let state = self.state.lock();
+        let inode = Arc::clone(state.live_file(path)?);
+        let len = inode.lock().data.len() as u64;
+        Ok(Arc::new(FaultRandomAccessFile { inode, len }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.live_file(from)?;
+        state.check_parent(to)?;
+        state.begin(FaultKind::Rename)?;
+        if let Some(inode) = state.live.remove(from) {
+            state.live.insert(to.to_path_buf(), inode);
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.live.remove(path).map(drop).ok_or_else(|| not_found(path))
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let state = self.state.lock();
+        if !state.dirs.contains(dir) {
+            return Err(not_found(dir));
+        }
+        Ok(state
+            .live
+            .keys()
+            .filter(|path| is_in_dir(path, dir))
+            .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        if !state.dirs.contains(dir) {
+            return Err(not_found(dir));
+        }
+        state.begin(FaultKind::SyncDir)?;
+        let State { live, durable, .. } = &mut *state;
+        durable.retain(|path, _| !is_in_dir(path, dir));
+        durable.extend(
+            live.iter()
+                .filter(|(path, _)| is_in_dir(path, dir))
+                .map(|(path, inode)| (path.clone(), Arc::clone(inode))),
+        );
+        Ok(())
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
+        let mut state = self.state.lock();
+        if state.locks.contains_key(path) {
+            return Ok(None);
+        }
+        if !state.live.contains_key(path) {
+            state.check_parent(path)?;
+            state.live.insert(path.to_path_buf(), InodeRef::default());
+        }
+        let token = state.next_lock_token;
+        state.next_lock_token += 1;
+        state.locks.insert(path.to_path_buf(), token);
+        Ok(Some(Box::new(FaultFileLock {
+            state: Arc::clone(&self.state),
+            path: path.to_path_buf(),
+            token,
+        })))
+    }
+}
+
+struct FaultWritableFile {
+    state: Arc<Mutex<State>>,
+    inode: InodeRef,
+    /// The power-loss epoch this handle was created in.
+    epoch: u64,
+    len: u64,
+}
+
+/// Locks the filesystem state for a write handle from `epoch`, failing if a power loss
+/// has killed that handle since.
+fn lock_for_handle(state: &Mutex<State>, epoch: u64) -> io::Result<MutexGuard<'_, State>> {
+    let state = state.lock();
+    if state.epoch != epoch {
+        return Err(io::Error::other("file handle lost in a power loss"));
+    }
+    Ok(state)
+}
+
+impl WritableFile for FaultWritableFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut state = lock_for_handle(&self.state, self.epoch)?;
+        state.begin(FaultKind::Write)?;
+        let keep = state.tear_next_write.take();
+        let written = keep.map_or(data.len(), |keep| keep.min(data.len()));
+        self.inode.lock().data.extend_from_slice(&data[..written]);
+        self.len += written as u64;
+        match keep {
+            Some(_) => Err(io::Error::other("injected fault: torn write")),
+            None => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut state = lock_for_handle(&self.state, self.epoch)?;
+        state.begin(FaultKind::Sync)?;
+        let mut inode = self.inode.lock();
+        inode.synced_len = inode.data.len();
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+struct FaultRandomAccessFile {
+    inode: InodeRef,
+    len: u64,
+}
+
+impl RandomAccessFile for FaultRandomAccessFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let inode = self.inode.lock();
+        let source = usize::try_from(offset)
+            .ok()
+            .and_then(|start| inode.data.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file")
+            })?;
+        buf.copy_from_slice(source);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+struct FaultFileLock {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+    /// Identifies this lock, so dropping it after a release cannot free a later lock.
+    token: u64,
+}
+
+impl FileLock for FaultFileLock {}
+
+impl Drop for FaultFileLock {
+    fn drop(&mut self) {
+        let mut state = self.state.lock();
+        if state.locks.get(&self.path) == Some(&self.token) {
+            state.locks.remove(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const DIR: &str = "/db";
+
+    fn setup() -> Result<(FaultFs, PathBuf), io::Error> {
+        let fs = FaultFs::new();
+        fs.create_dir_all(Path::new(DIR))?;
+        Ok((fs, PathBuf::from(DIR)))
+    }
+
+    fn is_injected(err: &io::Error) -> bool {
+        err.kind() == io::ErrorKind::Other && err.to_string().contains("injected fault")
+    }
+
+    #[test]
+    fn unsynced_appends_vanish_on_power_loss() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("000001.log");
+        let mut file = fs.create(&path)?;
+        fs.sync_dir(&dir)?;
+        file.append(b"synced")?;
+        file.sync()?;
+        file.append(b"-lost")?;
+        assert_eq!(fs.read_all(&path)?, b"synced-lost", "open sees unsynced bytes");
+
+        fs.power_loss();
+        assert_eq!(fs.read_all(&path)?, b"synced");
+        assert!(file.append(b"x").is_err(), "handle is dead after power loss");
+        assert!(file.sync().is_err());
+        assert_eq!(fs.read_all(&path)?, b"synced");
+        Ok(())
+    }
+
+    #[test]
+    fn process_crash_keeps_unsynced_appends() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("000001.log");
+        let mut file = fs.create(&path)?;
+        file.append(b"kept")?;
+        let lock = fs.try_lock(&dir.join("LOCK"))?;
+        std::mem::forget(lock);
+        fs.release_locks();
+        assert!(fs.try_lock(&dir.join("LOCK"))?.is_some());
+        assert_eq!(fs.read_all(&path)?, b"kept");
+        Ok(())
+    }
+
+    #[test]
+    fn creation_without_sync_dir_vanishes() -> TestResult {
+        let (fs, dir) = setup()?;
+        let kept = dir.join("kept.sst");
+        let lost = dir.join("lost.sst");
+        let mut file = fs.create(&kept)?;
+        file.append(b"data")?;
+        file.sync()?;
+        fs.sync_dir(&dir)?;
+        let mut file = fs.create(&lost)?;
+        file.append(b"data")?;
+        file.sync()?;
+
+        fs.power_loss();
+        assert_eq!(fs.file_names(), vec![kept.clone()]);
+        assert_eq!(fs.read_all(&kept)?, b"data");
+        let err = fs.open(&lost).err().ok_or("lost file still exists")?;
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        Ok(())
+    }
+
+    #[test]
+    fn removal_without_sync_dir_is_undone() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("a");
+        fs.create(&path)?;
+        fs.sync_dir(&dir)?;
+        fs.remove_file(&path)?;
+        assert!(!fs.exists(&path));
+        fs.power_loss();
+        assert!(fs.exists(&path));
+        fs.remove_file(&path)?;
+        fs.sync_dir(&dir)?;
+        fs.power_loss();
+        assert!(!fs.exists(&path));
+        Ok(())
+    }
+
+    #[test]
+    fn rename_without_sync_dir_is_undone() -> TestResult {
+        let (fs, dir) = setup()?;
+        let current = dir.join("CURRENT");
+        let temp = dir.join("CURRENT.tmp");
+        let mut file = fs.create(&current)?;
+        file.append(b"old")?;
+        file.sync()?;
+        let mut file = fs.create(&temp)?;
+        file.append(b"new")?;
+        file.sync()?;
+        fs.sync_dir(&dir)?;
+
+        fs.rename(&temp, &current)?;
+        assert_eq!(fs.read_all(&current)?, b"new");
+        assert!(!fs.exists(&temp));
+        fs.power_loss();
+        assert_eq!(fs.read_all(&current)?, b"old");
+        assert_eq!(fs.read_all(&temp)?, b"new");
+
+        fs.rename(&temp, &current)?;
+        fs.sync_dir(&dir)?;
+        fs.power_loss();
+        assert_eq!(fs.read_all(&current)?, b"new");
+        assert!(!fs.exists(&temp));
+        Ok(())
+    }
+
+    #[test]
+    fn sync_dir_covers_only_its_directory() -> TestResult {
+        let (fs, dir) = setup()?;
+        let sub = dir.join("sub");
+        fs.create_dir_all(&sub)?;
+        fs.create(&dir.join("top"))?;
+        fs.create(&sub.join("nested"))?;
+        fs.sync_dir(&sub)?;
+        assert_eq!(fs.list_dir(&dir)?, vec!["top".to_owned()]);
+        fs.power_loss();
+        assert_eq!(fs.file_names(), vec![sub.join("nested")]);
+        Ok(())
+    }
+
+    /// Runs the operation of `kind` once, on files under `dir`.
+    fn run_op(fs: &FaultFs, dir: &Path, kind: FaultKind, step: usize) -> io::Result<()> {
+        let path = dir.join(format!("f{step}"));
+        match kind {
+            FaultKind::Create => fs.create(&path).map(drop),
+            FaultKind::SyncDir => fs.sync_dir(dir),
+            FaultKind::Rename => {
+                let mut file = fs.create(&path)?;
+                file.append(b"x")?;
+                fs.rename(&path, &dir.join(format!("g{step}")))
+            }
+            FaultKind::Write | FaultKind::Sync => {
+                let mut file = fs.create(&path)?;
+                file.append(b"x")?;
+                file.sync()
+            }
+        }
+    }
+
+    #[test]
+    fn each_fault_fires_at_exactly_the_nth_operation() -> TestResult {
+        let kinds = [
+            FaultKind::Write,
+            FaultKind::Sync,
+            FaultKind::Rename,
+            FaultKind::SyncDir,
+            FaultKind::Create,
+        ];
+        for kind in kinds {
+            for n in 0..4 {
+                let (fs, dir) = setup()?;
+                fs.fail_after(kind, n);
+                let before = fs.count(kind);
+                for step in 0..6 {
+                    let result = run_op(&fs, &dir, kind, step);
+                    if step == n {
+                        let err = result.err().ok_or(format!("{kind:?} #{n} did not fail"))?;
+                        assert!(is_injected(&err), "{kind:?}: unexpected error {err}");
+                    } else {
+                        result?;
+                    }
+                }
+                assert_eq!(fs.count(kind) - before, 6, "{kind:?}: failed ops are counted");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn failed_operations_have_no_effect() -> TestResult {
+        let (fs, dir) = setup()?;
+        let a = dir.join("a");
+        let b = dir.join("b");
+        let mut file = fs.create(&a)?;
+
+        fs.fail_after(FaultKind::Write, 0);
+        assert!(file.append(b"lost").is_err());
+        file.append(b"ok")?;
+        assert_eq!(file.len(), 2);
+
+        fs.fail_after(FaultKind::Sync, 0);
+        assert!(file.sync().is_err());
+        fs.fail_after(FaultKind::SyncDir, 0);
+        assert!(fs.sync_dir(&dir).is_err());
+        fs.fail_after(FaultKind::Rename, 0);
+        assert!(fs.rename(&a, &b).is_err());
+        assert!(fs.exists(&a) && !fs.exists(&b));
+        fs.fail_after(FaultKind::Create, 0);
+        assert!(fs.create(&b).is_err());
+        assert!(!fs.exists(&b));
+
+        fs.fail_after(FaultKind::Write, 3);
+        fs.clear_faults();
+        for _ in 0..5 {
+            file.append(b"!")?;
+        }
+        assert_eq!(fs.read_all(&a)?, b"ok!!!!!");
+        fs.power_loss();
+        assert!(!fs.exists(&a), "neither the file's bytes nor its entry were synced");
+        Ok(())
+    }
+
+    #[test]
+    fn torn_write_keeps_a_prefix() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("000001.log");
+        let mut file = fs.create(&path)?;
+        file.append(b"head:")?;
+        fs.tear_next_write(3);
+        let err = file.append(b"record").err().ok_or("torn write succeeded")?;
+        assert!(is_injected(&err));
+        assert_eq!(fs.read_all(&path)?, b"head:rec");
+        assert_eq!(file.len(), 8);
+        file.append(b"|next")?;
+        assert_eq!(fs.read_all(&path)?, b"head:rec|next");
+        Ok(())
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped_or_power_loss() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("LOCK");
+        let lock = fs.try_lock(&path)?.ok_or("first lock refused")?;
+        assert!(fs.exists(&path), "try_lock creates the file");
+        assert!(fs.clone().try_lock(&path)?.is_none(), "a clone shares the lock table");
+        drop(lock);
+        let lock = fs.try_lock(&path)?.ok_or("lock not released by drop")?;
+
+        fs.power_loss();
+        let relock = fs.try_lock(&path)?.ok_or("lock survived power loss")?;
+        drop(lock);
+        assert!(fs.try_lock(&path)?.is_none(), "a stale lock's drop must not free a new one");
+        drop(relock);
+        assert!(fs.try_lock(&path)?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn reads_and_missing_paths() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("t.sst");
+        let mut file = fs.create(&path)?;
+        file.append(b"0123456789")?;
+        let reader = fs.open(&path)?;
+        assert_eq!(reader.len(), 10);
+        let mut buf = [0; 4];
+        reader.read_exact_at(&mut buf, 6)?;
+        assert_eq!(&buf, b"6789");
+        let err = reader.read_exact_at(&mut buf, 7).err().ok_or("read past end succeeded")?;
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(reader.read_exact_at(&mut buf, u64::MAX).is_err());
+
+        let missing = dir.join("missing");
+        for err in [
+            fs.open(&missing).err(),
+            fs.remove_file(&missing).err(),
+            fs.rename(&missing, &path).err(),
+            fs.list_dir(Path::new("/nowhere")).err(),
+            fs.create(Path::new("/nowhere/x")).err(),
+        ] {
+            assert_eq!(err.ok_or("operation succeeded")?.kind(), io::ErrorKind::NotFound);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn corruption_helpers() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("t.sst");
+        let mut file = fs.create(&path)?;
+        file.append(b"abcdef")?;
+        file.sync()?;
+        fs.sync_dir(&dir)?;
+        fs.corrupt_byte(&path, 1, 0xff)?;
+        fs.truncate(&path, 4)?;
+        assert_eq!(fs.read_all(&path)?, [b'a', !b'b', b'c', b'd']);
+        assert!(fs.corrupt_byte(&path, 4, 1).is_err());
+        assert!(fs.truncate(&path, 5).is_err());
+        fs.power_loss();
+        assert_eq!(fs.read_all(&path)?, [b'a', !b'b', b'c', b'd'], "damage is durable");
+        Ok(())
+    }
+}

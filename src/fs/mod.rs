@@ -15,14 +15,14 @@
 
 mod fault;
 
+pub use fault::{FaultFs, FaultKind};
+
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-
-
 
 /// File operations the engine needs, and nothing more.
 pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
@@ -175,7 +175,8 @@ impl FileSystem for OsFs {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(OsFileLock { _file: file }))),
             Err(TryLockError::WouldBlock) => Ok(None),
