@@ -7,6 +7,7 @@ pub mod coding;
 pub mod error;
 pub mod fs;
 pub mod key;
+pub mod log_record;
 pub mod options;
 
 pub use bytes::Bytes;

@@ -22,8 +22,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-
-
 /// File operations the engine needs, and nothing more.
 pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// Creates `dir` and its parents if missing.
@@ -175,7 +173,8 @@ impl FileSystem for OsFs {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(OsFileLock { _file: file }))),
             Err(TryLockError::WouldBlock) => Ok(None),
