@@ -9,6 +9,7 @@ pub mod fs;
 pub mod key;
 pub mod log_record;
 pub mod options;
+pub mod wal;
 
 pub use bytes::Bytes;
 pub use error::{Error, Result};
