@@ -8,6 +8,7 @@ pub mod error;
 pub mod fs;
 pub mod key;
 pub mod log_record;
+pub mod manifest;
 pub mod options;
 pub mod wal;
 
