@@ -286,8 +286,7 @@ mod tests {
         }
         writer.sync().unwrap();
         assert_eq!(writer.len(), file.len());
-        let bytes = file.0.lock().unwrap().clone();
-        bytes
+        file.0.lock().unwrap().clone()
     }
 
     /// Every record, then the end.
@@ -326,7 +325,7 @@ mod tests {
         for (i, p) in PAYLOADS.iter().enumerate() {
             assert_eq!(
                 reader.read(),
-                LogRead::Record { offset: record_offset(i) as u64, payload: *p }
+                LogRead::Record { offset: record_offset(i) as u64, payload: p }
             );
         }
         assert_eq!(reader.read(), LogRead::End(LogEnd::Clean));
