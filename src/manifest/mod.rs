@@ -504,6 +504,67 @@ mod tests {
         assert_eq!(loaded.tables.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
     }
 
+    /// [`OsFs`] whose renames fail once `fail` is set.
+    #[derive(Debug, Default)]
+    struct FailingRename {
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl FileSystem for FailingRename {
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            OsFs.create_dir_all(dir)
+        }
+        fn create(&self, path: &Path) -> std::io::Result<Box<dyn crate::fs::WritableFile>> {
+            OsFs.create(path)
+        }
+        fn open(&self, path: &Path) -> std::io::Result<Arc<dyn crate::fs::RandomAccessFile>> {
+            OsFs.open(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected rename failure"));
+            }
+            OsFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            OsFs.remove_file(path)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            OsFs.list_dir(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            OsFs.sync_dir(dir)
+        }
+        fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn crate::fs::FileLock>>> {
+            OsFs.try_lock(path)
+        }
+    }
+
+    #[test]
+    fn failed_rollover_stops_the_manifest_and_keeps_the_old_one_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = Arc::new(FailingRename::default());
+        let state = ManifestState::new(uuid::Uuid::new_v4());
+        let mut m = Manifest::create(failing.clone(), dir.path(), 1, state, 4096).unwrap();
+        failing.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut i = 10;
+        let err = loop {
+            let edit = VersionEdit { added: vec![table(i, 0)], ..Default::default() };
+            if let Err(e) = m.apply(edit, || 10_000) {
+                break e;
+            }
+            i += 1;
+        };
+        assert!(matches!(err, Error::Io(_)), "{err:?}");
+        // Every edit was made durable in the old manifest before the rollover failed.
+        let loaded = Manifest::load(&OsFs, dir.path()).unwrap();
+        assert_eq!(loaded.tables.len() as u64, i - 10 + 1);
+        // Later edits are refused, even once the filesystem recovers.
+        failing.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let edit = VersionEdit { last_seqno: Some(1), ..Default::default() };
+        assert!(m.apply(edit, || 10_001).is_err());
+    }
+
     #[test]
     fn damaged_manifest_is_corruption_naming_it() {
         let dir = tempfile::tempdir().unwrap();

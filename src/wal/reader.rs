@@ -117,6 +117,8 @@ fn locate(error: Error, path: &Path, record_offset: u64) -> Error {
 mod tests {
     use std::path::PathBuf;
 
+    use proptest::prelude::*;
+
     use super::super::WalWriter;
     use super::*;
     use crate::fs::OsFs;
@@ -318,5 +320,29 @@ mod tests {
         let big = vec![0u8; crate::log_record::MAX_RECORD_SIZE + 1];
         assert!(matches!(w.append(&big), Err(Error::InvalidArgument(_))));
         assert_eq!(w.size(), SEGMENT_HEADER_LEN as u64);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_records_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+            is_last in any::<bool>(),
+            skip in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let id = uuid::Uuid::from_u128(7);
+            let path = write_segment(dir.path(), 1, id, 2);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend(&tail);
+            std::fs::write(&path, &bytes).unwrap();
+            let mode = if skip { WalRecovery::SkipDamagedTail } else { WalRecovery::Strict };
+            match replay(dir.path(), 1, id, is_last, mode) {
+                Ok((seen, outcome)) => {
+                    prop_assert!(seen.len() >= 2);
+                    prop_assert!(outcome.valid_len <= bytes.len() as u64);
+                }
+                Err(e) => prop_assert!(e.is_corruption(), "{e:?}"),
+            }
+        }
     }
 }
