@@ -41,6 +41,7 @@ pub struct ReplayOutcome {
 /// Replays segment `number` of database `db_id` in `dir`, calling `on_record` with each
 /// record's payload in order.
 ///
+/// The segment is read into memory whole (segments are bounded by the memtable size).
 /// `is_last` says whether this is the newest segment, the only one allowed a torn tail.
 /// An error from `on_record` stops the replay and is returned; if it is an
 /// [`Error::Corruption`] with an empty file name, the segment's path is filled in and
