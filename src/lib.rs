@@ -8,8 +8,11 @@ pub mod coding;
 pub mod error;
 pub mod fs;
 pub mod key;
+pub mod log_record;
+pub mod manifest;
 pub mod memtable;
 pub mod options;
+pub mod wal;
 
 pub use bytes::Bytes;
 pub use error::{Error, Result};

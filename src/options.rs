@@ -139,7 +139,7 @@ impl Options {
         check(self.bloom_bits_per_key <= 64, "bloom_bits_per_key must be at most 64")?;
         check(self.max_manifest_size >= 4096, "max_manifest_size must be at least 4 KiB")?;
         check(
-            !(self.compression == Compression::Zstd && !cfg!(feature = "zstd")),
+            self.compression != Compression::Zstd || cfg!(feature = "zstd"),
             "zstd compression needs the `zstd` cargo feature",
         )?;
         Ok(())

@@ -1,0 +1,349 @@
+//! Replaying one WAL segment during recovery.
+//!
+//! # What is accepted
+//! 1. The header must match (magic, version, checksum, database uuid, and the number
+//!    in the file name); otherwise the segment is [`Error::Corruption`] naming the file,
+//!    in every [`WalRecovery`] mode: a foreign or renamed file is never replayed.
+//!    Exception: the *last* segment may be shorter than its header, or all zero bytes,
+//!    because a crash while creating it leaves exactly that. It replays as empty.
+//! 2. Records are replayed in file order; each one passed its checksums.
+//! 3. A torn tail (see [`crate::log_record`]) is dropped only in the last segment.
+//!    Earlier segments were synced before the next one was created, so a torn record
+//!    there is damage.
+//! 4. Damage before the tail is [`Error::Corruption`] with the file and offset under
+//!    [`WalRecovery::Strict`]. Under [`WalRecovery::SkipDamagedTail`] the segment's
+//!    replay stops at the damage, and [`ReplayOutcome::skipped_damage`] reports it.
+
+use std::path::Path;
+
+use super::{SEGMENT_HEADER_LEN, check_header, segment_file_name};
+use crate::error::{Corruption, Error, Result};
+use crate::fs::FileSystem;
+use crate::log_record::{HEADER_LEN, LogEnd, LogRead, LogReader};
+use crate::options::WalRecovery;
+
+/// What replaying one segment found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// Records handed to the callback.
+    pub records: u64,
+    /// Payload bytes handed to the callback.
+    pub bytes: u64,
+    /// Offset just past the last replayed record (the header's end if there was none).
+    pub valid_len: u64,
+    /// Where a torn tail started, if one was dropped (only ever in the last segment).
+    pub torn_tail: Option<u64>,
+    /// Damage skipped under [`WalRecovery::SkipDamagedTail`]: everything in the
+    /// segment from its offset on was not replayed.
+    pub skipped_damage: Option<Corruption>,
+}
+
+/// Replays segment `number` of database `db_id` in `dir`, calling `on_record` with each
+/// record's payload in order.
+///
+/// The segment is read into memory whole (segments are bounded by the memtable size).
+/// `is_last` says whether this is the newest segment, the only one allowed a torn tail.
+/// An error from `on_record` stops the replay and is returned; if it is an
+/// [`Error::Corruption`] with an empty file name, the segment's path is filled in and
+/// its offset (taken as relative to the payload) made relative to the file.
+pub fn replay_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: u64,
+    db_id: uuid::Uuid,
+    is_last: bool,
+    mode: WalRecovery,
+    mut on_record: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<ReplayOutcome> {
+    let path = dir.join(segment_file_name(number));
+    let data = fs.read_all(&path)?;
+    let mut outcome = ReplayOutcome::default();
+
+    let torn_creation = data.len() < SEGMENT_HEADER_LEN || data.iter().all(|&b| b == 0);
+    if is_last && torn_creation {
+        outcome.torn_tail = (!data.is_empty()).then_some(0);
+        return Ok(outcome);
+    }
+    check_header(&data, number, db_id).map_err(|c| c.in_file(&path))?;
+
+    let mut reader = LogReader::new(&data, SEGMENT_HEADER_LEN);
+    let end = loop {
+        match reader.read() {
+            LogRead::Record { offset, payload } => {
+                on_record(payload).map_err(|e| locate(e, &path, offset))?;
+                outcome.records += 1;
+                outcome.bytes += payload.len() as u64;
+            }
+            LogRead::End(end) => break end,
+        }
+    };
+    outcome.valid_len = reader.position();
+
+    let damage = match end {
+        LogEnd::Clean => return Ok(outcome),
+        LogEnd::TornTail { offset } if is_last => {
+            outcome.torn_tail = Some(offset);
+            return Ok(outcome);
+        }
+        LogEnd::TornTail { offset } => Corruption::new(
+            offset,
+            "torn record in a segment that is not the last (it was synced before rotation)",
+        ),
+        LogEnd::Corruption(c) => c,
+    };
+    match mode {
+        WalRecovery::Strict => Err(damage.in_file(&path)),
+        WalRecovery::SkipDamagedTail => {
+            outcome.skipped_damage = Some(damage);
+            Ok(outcome)
+        }
+    }
+}
+
+/// Names the segment in a corruption the callback found in the record at `offset`.
+fn locate(error: Error, path: &Path, record_offset: u64) -> Error {
+    match error {
+        Error::Corruption { file, offset, message } if file.as_os_str().is_empty() => {
+            Error::Corruption {
+                file: path.to_path_buf(),
+                offset: record_offset + HEADER_LEN as u64 + offset,
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    use super::super::WalWriter;
+    use super::*;
+    use crate::fs::OsFs;
+
+    fn payload(i: usize) -> Vec<u8> {
+        format!("record number {i} ").repeat(i % 7).into_bytes()
+    }
+
+    /// Writes segment `number` with `n` records; returns the file's path.
+    fn write_segment(dir: &Path, number: u64, id: uuid::Uuid, n: usize) -> PathBuf {
+        let mut w = WalWriter::create(&OsFs, dir, number, id).unwrap();
+        for i in 0..n {
+            w.append(&payload(i)).unwrap();
+        }
+        w.sync().unwrap();
+        assert_eq!(w.number(), number);
+        assert_eq!(w.size(), std::fs::metadata(w.path()).unwrap().len());
+        w.path().to_path_buf()
+    }
+
+    fn replay(
+        dir: &Path,
+        number: u64,
+        id: uuid::Uuid,
+        is_last: bool,
+        mode: WalRecovery,
+    ) -> Result<(Vec<Vec<u8>>, ReplayOutcome)> {
+        let mut seen = Vec::new();
+        let outcome = replay_segment(&OsFs, dir, number, id, is_last, mode, |p| {
+            seen.push(p.to_vec());
+            Ok(())
+        })?;
+        Ok((seen, outcome))
+    }
+
+    fn expect_corruption(result: Result<impl std::fmt::Debug>, path: &Path) -> u64 {
+        match result {
+            Err(Error::Corruption { file, offset, .. }) => {
+                assert_eq!(file, path);
+                offset
+            }
+            other => panic!("expected corruption in {}, got {other:?}", path.display()),
+        }
+    }
+
+    /// Offset of record `i` in a segment written by [`write_segment`].
+    fn record_offset(i: usize) -> u64 {
+        (SEGMENT_HEADER_LEN + (0..i).map(|j| HEADER_LEN + payload(j).len()).sum::<usize>()) as u64
+    }
+
+    #[test]
+    fn replays_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 3, id, 50);
+        for is_last in [true, false] {
+            let (seen, outcome) = replay(dir.path(), 3, id, is_last, WalRecovery::Strict).unwrap();
+            assert_eq!(seen, (0..50).map(payload).collect::<Vec<_>>());
+            assert_eq!(outcome.records, 50);
+            assert_eq!(outcome.bytes, seen.iter().map(|p| p.len() as u64).sum::<u64>());
+            assert_eq!(outcome.valid_len, std::fs::metadata(&path).unwrap().len());
+            assert_eq!((outcome.torn_tail, outcome.skipped_damage), (None, None));
+        }
+    }
+
+    #[test]
+    fn empty_segment_replays_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        write_segment(dir.path(), 1, id, 0);
+        let (seen, outcome) = replay(dir.path(), 1, id, false, WalRecovery::Strict).unwrap();
+        assert!(seen.is_empty());
+        assert_eq!(outcome.valid_len, SEGMENT_HEADER_LEN as u64);
+    }
+
+    #[test]
+    fn wrong_uuid_number_or_magic_is_corruption_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 4, id, 3);
+        for mode in [WalRecovery::Strict, WalRecovery::SkipDamagedTail] {
+            let other = uuid::Uuid::new_v4();
+            assert_eq!(expect_corruption(replay(dir.path(), 4, other, true, mode), &path), 12);
+        }
+        // A segment renamed to another number.
+        let renamed = dir.path().join(segment_file_name(5));
+        std::fs::copy(&path, &renamed).unwrap();
+        let result = replay(dir.path(), 5, id, true, WalRecovery::Strict);
+        assert_eq!(expect_corruption(result, &renamed), 28);
+        // Bad magic.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let result = replay(dir.path(), 4, id, true, WalRecovery::Strict);
+        assert_eq!(expect_corruption(result, &path), 0);
+    }
+
+    #[test]
+    fn short_header_is_empty_only_in_the_last_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 2, id, 0);
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in 0..SEGMENT_HEADER_LEN {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let (seen, _) = replay(dir.path(), 2, id, true, WalRecovery::Strict).unwrap();
+            assert!(seen.is_empty());
+            let result = replay(dir.path(), 2, id, false, WalRecovery::Strict);
+            expect_corruption(result, &path);
+        }
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let (seen, outcome) = replay(dir.path(), 2, id, true, WalRecovery::Strict).unwrap();
+        assert!(seen.is_empty());
+        assert_eq!(outcome.torn_tail, Some(0));
+    }
+
+    #[test]
+    fn torn_tail_is_dropped_in_the_last_segment_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 7, id, 10);
+        let bytes = std::fs::read(&path).unwrap();
+        let last = record_offset(9);
+        for cut in last + 1..bytes.len() as u64 {
+            std::fs::write(&path, &bytes[..cut as usize]).unwrap();
+            let (seen, outcome) = replay(dir.path(), 7, id, true, WalRecovery::Strict).unwrap();
+            assert_eq!(seen.len(), 9);
+            assert_eq!(outcome.torn_tail, Some(last));
+            assert_eq!(outcome.valid_len, last);
+            let result = replay(dir.path(), 7, id, false, WalRecovery::Strict);
+            assert_eq!(expect_corruption(result, &path), last);
+        }
+    }
+
+    #[test]
+    fn damage_before_the_tail_is_corruption_or_skipped_by_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 8, id, 10);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let damaged = record_offset(4);
+        bytes[damaged as usize + HEADER_LEN + 1] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        for is_last in [true, false] {
+            let result = replay(dir.path(), 8, id, is_last, WalRecovery::Strict);
+            assert_eq!(expect_corruption(result, &path), damaged);
+
+            let (seen, outcome) =
+                replay(dir.path(), 8, id, is_last, WalRecovery::SkipDamagedTail).unwrap();
+            assert_eq!(seen, (0..4).map(payload).collect::<Vec<_>>());
+            assert_eq!(outcome.skipped_damage.map(|c| c.offset), Some(damaged));
+            assert_eq!(outcome.torn_tail, None);
+        }
+    }
+
+    #[test]
+    fn skip_mode_reports_a_torn_record_in_a_middle_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 9, id, 5);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 1).unwrap();
+        let (seen, outcome) =
+            replay(dir.path(), 9, id, false, WalRecovery::SkipDamagedTail).unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(outcome.skipped_damage.map(|c| c.offset), Some(record_offset(4)));
+    }
+
+    #[test]
+    fn callback_errors_stop_replay_and_corruption_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let path = write_segment(dir.path(), 10, id, 5);
+        let mut calls = 0;
+        let result = replay_segment(&OsFs, dir.path(), 10, id, true, WalRecovery::Strict, |_| {
+            calls += 1;
+            if calls == 3 {
+                Err(Corruption::new(2, "bad batch").in_file(PathBuf::new()))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(calls, 3);
+        let offset = expect_corruption(result, &path);
+        assert_eq!(offset, record_offset(2) + HEADER_LEN as u64 + 2);
+    }
+
+    #[test]
+    fn missing_segment_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = replay(dir.path(), 1, uuid::Uuid::new_v4(), true, WalRecovery::Strict);
+        assert!(matches!(result, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn oversized_append_is_an_invalid_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalWriter::create(&OsFs, dir.path(), 1, uuid::Uuid::new_v4()).unwrap();
+        let big = vec![0u8; crate::log_record::MAX_RECORD_SIZE + 1];
+        assert!(matches!(w.append(&big), Err(Error::InvalidArgument(_))));
+        assert_eq!(w.size(), SEGMENT_HEADER_LEN as u64);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_records_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+            is_last in any::<bool>(),
+            skip in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let id = uuid::Uuid::from_u128(7);
+            let path = write_segment(dir.path(), 1, id, 2);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend(&tail);
+            std::fs::write(&path, &bytes).unwrap();
+            let mode = if skip { WalRecovery::SkipDamagedTail } else { WalRecovery::Strict };
+            match replay(dir.path(), 1, id, is_last, mode) {
+                Ok((seen, outcome)) => {
+                    prop_assert!(seen.len() >= 2);
+                    prop_assert!(outcome.valid_len <= bytes.len() as u64);
+                }
+                Err(e) => prop_assert!(e.is_corruption(), "{e:?}"),
+            }
+        }
+    }
+}

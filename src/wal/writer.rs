@@ -1,0 +1,87 @@
+//! Appending to one WAL segment.
+//!
+//! # Thread safety
+//! A [`WalWriter`] takes `&mut self` for every write; the write path's group-commit
+//! leader is its only user, so records never interleave.
+//!
+//! # Invariants
+//! 1. When [`WalWriter::create`] returns, the segment's header and its directory entry
+//!    are durable: a replay never finds an acknowledged record in a segment that
+//!    might vanish.
+//! 2. [`WalWriter::append`] hands the whole record to the OS before returning (it
+//!    survives a process crash); [`WalWriter::sync`] makes it survive a power loss.
+//! 3. After an I/O error the writer refuses further writes (see
+//!    [`LogWriter`](crate::log_record::LogWriter)); the database must stop writing.
+
+use std::path::{Path, PathBuf};
+
+use super::{encode_header, segment_file_name};
+use crate::error::{Error, Result};
+use crate::fs::FileSystem;
+use crate::log_record::{LogWriter, MAX_RECORD_SIZE};
+
+/// Writes records to one WAL segment.
+pub struct WalWriter {
+    log: LogWriter,
+    number: u64,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for WalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalWriter")
+            .field("path", &self.path)
+            .field("size", &self.log.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WalWriter {
+    /// Creates segment `number` of database `db_id` in `dir` (truncating a file of
+    /// that name), writes its header and syncs the file and the directory.
+    pub fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        number: u64,
+        db_id: uuid::Uuid,
+    ) -> Result<WalWriter> {
+        let path = dir.join(segment_file_name(number));
+        let mut file = fs.create(&path)?;
+        file.append(&encode_header(number, db_id))?;
+        file.sync()?;
+        fs.sync_dir(dir)?;
+        Ok(WalWriter { log: LogWriter::new(file), number, path })
+    }
+
+    /// Appends one record. A payload above
+    /// [`MAX_RECORD_SIZE`] is an `InvalidArgument` and writes nothing.
+    pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if payload.len() > MAX_RECORD_SIZE {
+            return Err(Error::invalid(format!(
+                "WAL record of {} bytes exceeds the maximum of {MAX_RECORD_SIZE}",
+                payload.len()
+            )));
+        }
+        Ok(self.log.add_record(payload)?)
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        Ok(self.log.sync()?)
+    }
+
+    /// This segment's number.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// Bytes in the segment file, header included.
+    pub fn size(&self) -> u64 {
+        self.log.len()
+    }
+
+    /// The segment file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
