@@ -3,11 +3,13 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod coding;
 pub mod error;
 pub mod fs;
 pub mod key;
 pub mod options;
+pub mod sstable;
 
 pub use bytes::Bytes;
 pub use error::{Error, Result};
