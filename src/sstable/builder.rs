@@ -112,16 +112,16 @@ impl TableBuilder {
                 entry.value.len()
             )));
         }
-        if let Some((key, seqno)) = &self.last {
-            if compare_internal(&entry.key, entry.seqno, key, *seqno).is_le() {
-                return Err(Error::invalid(format!(
-                    "table entries out of order: {:?}@{} after {:?}@{}",
-                    entry.key,
-                    entry.seqno,
-                    bytes::Bytes::copy_from_slice(key),
-                    seqno
-                )));
-            }
+        if let Some((key, seqno)) = &self.last
+            && compare_internal(&entry.key, entry.seqno, key, *seqno).is_le()
+        {
+            return Err(Error::invalid(format!(
+                "table entries out of order: {:?}@{} after {:?}@{}",
+                entry.key,
+                entry.seqno,
+                bytes::Bytes::copy_from_slice(key),
+                seqno
+            )));
         }
         let new_user_key = self.last.as_ref().is_none_or(|(k, _)| k[..] != entry.key[..]);
         if new_user_key {
@@ -153,13 +153,13 @@ impl TableBuilder {
         if t.start >= t.end {
             return Err(Error::invalid("range tombstone with start >= end"));
         }
-        if let Some(last) = &self.last_tombstone {
-            if t.cmp_internal(last).is_le() {
-                return Err(Error::invalid(format!(
-                    "range tombstones out of order: {:?}@{} after {:?}@{}",
-                    t.start, t.seqno, last.start, last.seqno
-                )));
-            }
+        if let Some(last) = &self.last_tombstone
+            && t.cmp_internal(last).is_le()
+        {
+            return Err(Error::invalid(format!(
+                "range tombstones out of order: {:?}@{} after {:?}@{}",
+                t.start, t.seqno, last.start, last.seqno
+            )));
         }
         self.tombstone_block.add(&t.start, t.seqno, ValueKind::Delete, &t.end);
         let p = &mut self.properties;

@@ -218,3 +218,131 @@ impl DoubleEndedIterator for TableIter {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{SeqNo, ValueKind};
+    use crate::options::Compression;
+    use crate::sstable::TableOptions;
+    use crate::sstable::tests::{delete, open, put, write_table};
+    use proptest::prelude::*;
+    use std::collections::{BTreeSet, VecDeque};
+
+    fn key(i: u8) -> String {
+        format!("k{i:02}")
+    }
+
+    fn bound(b: &Bound<u8>) -> Bound<Bytes> {
+        b.as_ref().map(|i| Bytes::from(key(*i)))
+    }
+
+    fn in_bounds(e: &Entry, lower: &Bound<u8>, upper: &Bound<u8>) -> bool {
+        let k = &e.key[..];
+        let lo = match lower {
+            Bound::Included(i) => k >= key(*i).as_bytes(),
+            Bound::Excluded(i) => k > key(*i).as_bytes(),
+            Bound::Unbounded => true,
+        };
+        let hi = match upper {
+            Bound::Included(i) => k <= key(*i).as_bytes(),
+            Bound::Excluded(i) => k < key(*i).as_bytes(),
+            Bound::Unbounded => true,
+        };
+        lo && hi
+    }
+
+    fn bound_strategy() -> impl Strategy<Value = Bound<u8>> {
+        prop_oneof![
+            Just(Bound::Unbounded),
+            (0u8..45).prop_map(Bound::Included),
+            (0u8..45).prop_map(Bound::Excluded),
+        ]
+    }
+
+    fn entries(versions: &BTreeSet<(u8, SeqNo, bool)>) -> Vec<Entry> {
+        let mut out: Vec<Entry> = versions
+            .iter()
+            .map(|&(k, seqno, is_delete)| {
+                if is_delete {
+                    delete(&key(k), seqno)
+                } else {
+                    put(&key(k), seqno, &"v".repeat(k as usize))
+                }
+            })
+            .collect();
+        // One version per (key, seqno).
+        out.sort_by(Entry::cmp_internal);
+        out.dedup_by(|a, b| a.key == b.key && a.seqno == b.seqno);
+        out
+    }
+
+    #[test]
+    fn forward_and_backward_scans_are_mirror_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let mut all = Vec::new();
+        for i in 0..40u8 {
+            for seqno in 1..=(i as u64 % 7 + 1) {
+                all.push(put(&key(i), seqno * 3, &format!("value{i}-{seqno}")));
+            }
+        }
+        let options =
+            TableOptions { block_size: 128, compression: Compression::Lz4, bloom_bits_per_key: 10 };
+        write_table(&path, &all, &[], options);
+        all.sort_by(Entry::cmp_internal);
+        let table = open(&path).unwrap();
+        let forward: Vec<Entry> =
+            table.iter(Bound::Unbounded, Bound::Unbounded).map(|e| e.unwrap()).collect();
+        assert_eq!(forward, all);
+        let mut backward: Vec<Entry> =
+            table.iter(Bound::Unbounded, Bound::Unbounded).rev().map(|e| e.unwrap()).collect();
+        backward.reverse();
+        assert_eq!(backward, all);
+        assert_eq!(all.iter().filter(|e| e.kind == ValueKind::Put).count(), all.len());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn scans_match_a_sorted_model(
+            versions in proptest::collection::btree_set((0u8..40, 0u64..50, any::<bool>()), 0..300),
+            lower in bound_strategy(),
+            upper in bound_strategy(),
+            steps in proptest::collection::vec(any::<bool>(), 0..400),
+            block_size in prop_oneof![Just(64usize), Just(256), Just(4096)],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.sst");
+            let all = entries(&versions);
+            let options = TableOptions { block_size, compression: Compression::None, bloom_bits_per_key: 10 };
+            write_table(&path, &all, &[], options);
+            let table = open(&path).unwrap();
+
+            let mut model: VecDeque<Entry> =
+                all.iter().filter(|e| in_bounds(e, &lower, &upper)).cloned().collect();
+            let forward: Vec<Entry> =
+                table.iter(bound(&lower), bound(&upper)).map(|e| e.unwrap()).collect();
+            prop_assert_eq!(&forward, &Vec::from(model.clone()));
+            let backward: Vec<Entry> =
+                table.iter(bound(&lower), bound(&upper)).rev().map(|e| e.unwrap()).collect();
+            prop_assert_eq!(backward, model.iter().rev().cloned().collect::<Vec<_>>());
+
+            // Interleaved: `true` steps forward, `false` backward.
+            let mut it = table.iter(bound(&lower), bound(&upper));
+            for &front in &steps {
+                let (got, want) = if front {
+                    (it.next(), model.pop_front())
+                } else {
+                    (it.next_back(), model.pop_back())
+                };
+                prop_assert_eq!(got.map(|e| e.unwrap()), want);
+            }
+            // Whatever is left comes out once, then both ends are exhausted.
+            let rest: Vec<Entry> = it.by_ref().map(|e| e.unwrap()).collect();
+            prop_assert_eq!(rest, Vec::from(model));
+            prop_assert!(it.next().is_none() && it.next_back().is_none());
+        }
+    }
+}

@@ -247,3 +247,267 @@ fn read_block(file: &dyn RandomAccessFile, handle: BlockHandle, path: &Path) -> 
     file.read_exact_at(&mut raw, handle.offset)?;
     decode_block(&raw, handle.offset).map_err(|c| c.in_file(path))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::Error;
+    use crate::fs::OsFs;
+    use crate::options::Compression;
+    use std::ops::Bound;
+
+    pub(crate) fn put(key: &str, seqno: SeqNo, value: &str) -> Entry {
+        Entry {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            seqno,
+            kind: ValueKind::Put,
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        }
+    }
+
+    pub(crate) fn delete(key: &str, seqno: SeqNo) -> Entry {
+        Entry { kind: ValueKind::Delete, value: Bytes::new(), ..put(key, seqno, "") }
+    }
+
+    fn tombstone(start: &str, end: &str, seqno: SeqNo) -> RangeTombstone {
+        RangeTombstone {
+            start: Bytes::copy_from_slice(start.as_bytes()),
+            end: Bytes::copy_from_slice(end.as_bytes()),
+            seqno,
+        }
+    }
+
+    /// Writes a table of `entries` (sorted here) and `tombstones` at `path`.
+    pub(crate) fn write_table(
+        path: &Path,
+        entries: &[Entry],
+        tombstones: &[RangeTombstone],
+        options: TableOptions,
+    ) -> Properties {
+        let mut sorted = entries.to_vec();
+        sorted.sort_by(Entry::cmp_internal);
+        let mut b = TableBuilder::new(OsFs.create(path).unwrap(), options);
+        for e in &sorted {
+            b.add(e).unwrap();
+        }
+        for t in tombstones {
+            b.add_range_tombstone(t).unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    pub(crate) fn open(path: &Path) -> Result<Arc<Table>> {
+        Table::open(&OsFs, path, 1, Arc::new(BlockCache::new(1 << 20))).map(Arc::new)
+    }
+
+    fn small_blocks(compression: Compression) -> TableOptions {
+        TableOptions { block_size: 256, compression, bloom_bits_per_key: 10 }
+    }
+
+    /// Every key has versions at seqnos 10, 20, 30 (20 a delete, for odd keys);
+    /// "hot" has 200 versions, spanning many blocks.
+    fn versioned_entries() -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for i in 0..500 {
+            let key = format!("key{i:04}");
+            entries.push(put(&key, 10, &format!("v10-{i}").repeat(3)));
+            if i % 2 == 1 {
+                entries.push(delete(&key, 20));
+            }
+            entries.push(put(&key, 30, &format!("v30-{i}")));
+        }
+        for s in 1..=200 {
+            entries.push(put("hot", s * 5, &format!("hot-{s}")));
+        }
+        entries
+    }
+
+    /// The newest version of `key` visible at `snapshot`, from a plain list.
+    fn model_get(entries: &[Entry], key: &[u8], snapshot: SeqNo) -> Option<Entry> {
+        entries
+            .iter()
+            .filter(|e| e.key[..] == *key && e.seqno <= snapshot)
+            .max_by_key(|e| e.seqno)
+            .cloned()
+    }
+
+    #[test]
+    fn get_honours_snapshots_across_many_blocks_with_every_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = versioned_entries();
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let path = dir.path().join(format!("{compression:?}.sst"));
+            let props = write_table(&path, &entries, &[], small_blocks(compression));
+            let table = open(&path).unwrap();
+            assert_eq!(table.properties(), &props);
+            assert!(props.data_block_count > 50, "{props:?}");
+            assert_eq!(props.entry_count, entries.len() as u64);
+            assert_eq!(props.point_delete_count, 250);
+            assert_eq!((props.min_seqno, props.max_seqno), (5, 1000));
+            assert_eq!(&props.smallest_key[..], b"hot");
+            assert_eq!(&props.largest_key[..], b"key0499");
+            for i in (0..500).step_by(7) {
+                let key = format!("key{i:04}");
+                for snapshot in [0, 9, 10, 15, 20, 25, 30, 31, u64::MAX] {
+                    let got = table.get(key.as_bytes(), snapshot).unwrap();
+                    assert_eq!(
+                        got,
+                        model_get(&entries, key.as_bytes(), snapshot),
+                        "{key}@{snapshot}"
+                    );
+                }
+            }
+            for snapshot in (0..1010).step_by(3) {
+                let got = table.get(b"hot", snapshot).unwrap();
+                assert_eq!(got, model_get(&entries, b"hot", snapshot), "hot@{snapshot}");
+            }
+            for absent in ["", "a", "key0000x", "key9", "zzz", "ho"] {
+                assert_eq!(table.get(absent.as_bytes(), u64::MAX).unwrap(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn bloom_filter_rules_out_absent_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        write_table(&path, &versioned_entries(), &[], TableOptions::default());
+        let table = open(&path).unwrap();
+        assert!(table.may_contain(b"key0042") && table.may_contain(b"hot"));
+        let hits = (0..1000).filter(|i| table.may_contain(format!("nokey{i}").as_bytes())).count();
+        assert!(hits < 50, "{hits} false positives");
+    }
+
+    #[test]
+    fn range_tombstones_round_trip_and_widen_the_key_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let tombstones = vec![
+            tombstone("a", "c", 50),
+            tombstone("a", "b", 40),
+            tombstone("key0100", "key0200", 35),
+            tombstone("x", "zz", 7),
+        ];
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let props =
+                write_table(&path, &versioned_entries(), &tombstones, small_blocks(compression));
+            let table = open(&path).unwrap();
+            assert_eq!(table.range_tombstones(), &tombstones[..]);
+            assert_eq!(props.range_tombstone_count, 4);
+            assert_eq!(&props.smallest_key[..], b"a");
+            assert_eq!(&props.largest_key[..], b"zz");
+            assert_eq!(props.max_seqno, 1000);
+            // Point data is unaffected: tombstones are applied by the read path.
+            assert_eq!(table.get(b"key0150", 30).unwrap().unwrap().seqno, 30);
+        }
+        // A table of tombstones only.
+        write_table(&path, &[], &tombstones[..1], TableOptions::default());
+        let table = open(&path).unwrap();
+        assert_eq!(table.range_tombstones(), &tombstones[..1]);
+        assert_eq!((table.properties().min_seqno, table.properties().max_seqno), (50, 50));
+        assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).count(), 0);
+    }
+
+    #[test]
+    fn empty_table_opens_and_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let props = write_table(&path, &[], &[], TableOptions::default());
+        assert_eq!(props, Properties { compression: Compression::Lz4, ..Properties::default() });
+        let table = open(&path).unwrap();
+        assert_eq!(table.get(b"a", u64::MAX).unwrap(), None);
+        assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).count(), 0);
+        assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).rev().count(), 0);
+    }
+
+    #[test]
+    fn builder_refuses_out_of_order_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = OsFs.create(&dir.path().join("t.sst")).unwrap();
+        let mut b = TableBuilder::new(file, TableOptions::default());
+        b.add(&put("b", 5, "x")).unwrap();
+        for bad in [put("b", 5, "x"), put("b", 6, "x"), put("a", 1, "x")] {
+            assert!(matches!(b.add(&bad), Err(Error::InvalidArgument(_))), "{bad:?}");
+        }
+        b.add(&put("b", 4, "x")).unwrap();
+        b.add_range_tombstone(&tombstone("m", "n", 5)).unwrap();
+        for bad in [tombstone("m", "n", 5), tombstone("m", "z", 6), tombstone("a", "b", 1)] {
+            assert!(matches!(b.add_range_tombstone(&bad), Err(Error::InvalidArgument(_))));
+        }
+        assert!(matches!(
+            b.add_range_tombstone(&tombstone("q", "q", 1)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(b.entry_count(), 2);
+        assert!(b.estimated_size() > 0);
+        assert_eq!(b.finish().unwrap().entry_count, 2);
+    }
+
+    #[test]
+    fn blocks_are_served_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        write_table(&path, &versioned_entries(), &[], small_blocks(Compression::Lz4));
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        let table = Table::open(&OsFs, &path, 7, Arc::clone(&cache)).unwrap();
+        assert_eq!(cache.weight(), 0);
+        table.get(b"key0001", 30).unwrap().unwrap();
+        let weight = cache.weight();
+        assert!(weight > 0);
+        table.get(b"key0001", 30).unwrap().unwrap();
+        assert_eq!(cache.weight(), weight, "second read of the same block hits the cache");
+        // With caching disabled reads still work.
+        let table = Table::open(&OsFs, &path, 8, Arc::new(BlockCache::new(0))).unwrap();
+        assert_eq!(table.get(b"key0001", 30).unwrap().unwrap().seqno, 30);
+    }
+
+    /// Opens `path` and reads everything; the entries, or the first error.
+    fn open_and_scan(path: &Path, keys: &[&[u8]]) -> Result<Vec<Entry>> {
+        let table = Arc::new(Table::open(&OsFs, path, 1, Arc::new(BlockCache::new(0)))?);
+        let mut all: Vec<Entry> =
+            table.iter(Bound::Unbounded, Bound::Unbounded).collect::<Result<_>>()?;
+        let back: Vec<Entry> =
+            table.iter(Bound::Unbounded, Bound::Unbounded).rev().collect::<Result<_>>()?;
+        for k in keys {
+            if let Some(e) = table.get(k, u64::MAX)? {
+                all.push(e);
+            }
+        }
+        all.extend(back);
+        Ok(all)
+    }
+
+    fn assert_damage_is_detected(path: &Path, damaged: &[u8], expected: &[Entry], what: &str) {
+        let keys: Vec<&[u8]> = vec![b"key0003", b"hot", b"key0010"];
+        std::fs::write(path, damaged).unwrap();
+        match open_and_scan(path, &keys) {
+            Ok(got) => assert_eq!(got, expected, "wrong data after {what}"),
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, path, "{what}"),
+            Err(e) => panic!("{what}: not a corruption error: {e}"),
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_or_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let mut entries: Vec<Entry> = versioned_entries().into_iter().step_by(60).collect();
+        entries.push(put("hot", 2000, "newest"));
+        entries.push(put("key0003", 1, "three"));
+        entries.push(delete("key0010", 1));
+        let tombstones = [tombstone("b", "c", 9)];
+        for compression in [Compression::None, Compression::Lz4] {
+            write_table(&path, &entries, &tombstones, small_blocks(compression));
+            let good = std::fs::read(&path).unwrap();
+            let expected = open_and_scan(&path, &[b"key0003", b"hot", b"key0010"]).unwrap();
+            for i in 0..good.len() {
+                let mut bad = good.clone();
+                bad[i] ^= 0x10;
+                assert_damage_is_detected(&path, &bad, &expected, &format!("flip at {i}"));
+            }
+            for len in 0..good.len() {
+                assert_damage_is_detected(&path, &good[..len], &expected, &format!("cut at {len}"));
+            }
+        }
+    }
+}
