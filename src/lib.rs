@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod cache;
 pub mod coding;
 pub mod error;
 pub mod fs;
@@ -12,6 +13,7 @@ pub mod log_record;
 pub mod manifest;
 pub mod memtable;
 pub mod options;
+pub mod sstable;
 pub mod wal;
 
 pub use bytes::Bytes;

@@ -1,0 +1,425 @@
+//! Data block format: prefix-compressed entries with restart points.
+//!
+//! The same format holds data blocks, the index block (key = last internal key of a
+//! data block, value = its encoded [`BlockHandle`](super::footer::BlockHandle)) and the
+//! range-tombstone block (key = start, value = end, kind = delete).
+//!
+//! # Layout (part of the file format, never change)
+//! ```text
+//! entry*  restart_offset (u32 LE)*  restart_count (u32 LE)
+//!
+//! entry := shared varint | unshared varint | value_len varint
+//!          | key_delta [unshared] | trailer u64 LE | value [value_len]
+//! ```
+//! `shared` is the length of the prefix shared with the previous entry's user key;
+//! `trailer` is [`pack_trailer`](crate::key::pack_trailer)`(seqno, kind)`.
+//! Every [`RESTART_INTERVAL`] entries a restart point stores its key whole
+//! (`shared = 0`) and its offset is listed in the restart array.
+//!
+//! # Invariants
+//! 1. Entries are in strictly increasing internal order (user key ASC, seqno DESC).
+//! 2. The first restart offset is 0 and restart offsets strictly increase, each
+//!    pointing before the restart array. An empty block has no restarts.
+//! 3. [`Block::decode`] checks the restart array; entries are checked as they are
+//!    read. Decoding arbitrary bytes returns [`Corruption`], never panics.
+//!
+//! Values are handed out as [`Bytes`] slices of the block, without copying.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+use crate::coding::{Decoder, put_varint};
+use crate::error::Corruption;
+use crate::key::{Entry, SeqNo, ValueKind, compare_internal, pack_trailer, unpack_trailer};
+
+/// Entries between two restart points.
+pub const RESTART_INTERVAL: usize = 16;
+
+/// Builds one block in memory.
+#[derive(Debug, Default)]
+pub struct BlockBuilder {
+    buf: Vec<u8>,
+    restarts: Vec<u32>,
+    since_restart: usize,
+    last_key: Vec<u8>,
+    entries: usize,
+}
+
+impl BlockBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an entry. The caller guarantees internal order (invariant 1).
+    pub fn add(&mut self, key: &[u8], seqno: SeqNo, kind: ValueKind, value: &[u8]) {
+        let shared = if self.since_restart == RESTART_INTERVAL || self.entries == 0 {
+            self.restarts.push(self.buf.len() as u32);
+            self.since_restart = 0;
+            0
+        } else {
+            self.last_key.iter().zip(key).take_while(|(a, b)| a == b).count()
+        };
+        let unshared = &key[shared..];
+        put_varint(&mut self.buf, shared as u64);
+        put_varint(&mut self.buf, unshared.len() as u64);
+        put_varint(&mut self.buf, value.len() as u64);
+        self.buf.extend_from_slice(unshared);
+        self.buf.extend_from_slice(&pack_trailer(seqno, kind).to_le_bytes());
+        self.buf.extend_from_slice(value);
+        self.last_key.truncate(shared);
+        self.last_key.extend_from_slice(unshared);
+        self.since_restart += 1;
+        self.entries += 1;
+    }
+
+    /// Size of the block if finished now.
+    pub fn estimated_size(&self) -> usize {
+        self.buf.len() + 4 * self.restarts.len() + 4
+    }
+
+    /// True if no entry was added since the last [`finish`](Self::finish).
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Returns the encoded block and resets the builder for the next one.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        for r in &self.restarts {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        self.restarts.clear();
+        self.since_restart = 0;
+        self.last_key.clear();
+        self.entries = 0;
+        out
+    }
+}
+
+/// A decoded block: the bytes plus the location of its restart array.
+///
+/// Cheap to clone (the bytes are reference-counted).
+#[derive(Debug, Clone)]
+pub struct Block {
+    data: Bytes,
+    /// Offset of the block in its file, so errors name absolute offsets.
+    file_offset: u64,
+    /// Where entries end and the restart array begins.
+    restarts_start: usize,
+    restart_count: usize,
+}
+
+impl Block {
+    /// Checks the restart array of `data`, a block that starts at `file_offset`.
+    pub fn decode(data: Bytes, file_offset: u64) -> Result<Block, Corruption> {
+        let bad = |message: &str| Corruption::new(file_offset, format!("bad block: {message}"));
+        let len = data.len();
+        let count_at = len.checked_sub(4).ok_or_else(|| bad("shorter than 4 bytes"))?;
+        let restart_count = Decoder::new(&data[count_at..])
+            .u32()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| bad("no restart count"))?;
+        let restarts_start = restart_count
+            .checked_mul(4)
+            .and_then(|n| count_at.checked_sub(n))
+            .ok_or_else(|| bad("restart count larger than the block"))?;
+        if restart_count == 0 && restarts_start != 0 {
+            return Err(bad("entries without restart points"));
+        }
+        let mut d = Decoder::new(&data[restarts_start..count_at]);
+        let mut previous = None;
+        while !d.is_empty() {
+            let r = d.u32().ok_or_else(|| bad("truncated restart array"))? as usize;
+            let ok = match previous {
+                None => r == 0 && r < restarts_start,
+                Some(p) => r > p && r < restarts_start,
+            };
+            if !ok {
+                return Err(bad("restart offsets out of order"));
+            }
+            previous = Some(r);
+        }
+        Ok(Block { data, file_offset, restarts_start, restart_count })
+    }
+
+    /// Bytes of the block (its weight in the cache).
+    pub fn size(&self) -> usize {
+        self.data.len()
+    }
+
+    /// An iterator over the entries, positioned before the first.
+    pub fn iter(&self) -> BlockIter {
+        BlockIter {
+            block: self.clone(),
+            key: Vec::new(),
+            seqno: 0,
+            kind: ValueKind::Put,
+            value: (0, 0),
+            current: 0,
+            next: 0,
+            state: State::Consumed,
+        }
+    }
+
+    fn restart(&self, i: usize) -> usize {
+        let at = self.restarts_start + 4 * i;
+        // Checked by `decode`; a short read cannot happen, 0 is a harmless default.
+        Decoder::new(self.data.get(at..).unwrap_or_default()).u32().unwrap_or(0) as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The current entry was positioned by a seek and not yet returned.
+    Pending,
+    /// The current entry was returned; `next` decodes the following one.
+    Consumed,
+    /// Exhausted or failed.
+    Done,
+}
+
+/// Walks a block's entries in internal order.
+///
+/// As an [`Iterator`] it yields each entry once; [`seek`](BlockIter::seek) repositions
+/// it so the next call returns the first entry `>=` a target internal key. After an
+/// error it yields `None`.
+#[derive(Debug)]
+pub struct BlockIter {
+    block: Block,
+    key: Vec<u8>,
+    seqno: SeqNo,
+    kind: ValueKind,
+    /// Range of the current value in the block.
+    value: (usize, usize),
+    /// Offset of the current entry.
+    current: usize,
+    /// Offset of the entry after it.
+    next: usize,
+    state: State,
+}
+
+impl BlockIter {
+    /// Positions the iterator so the next entry returned is the first one.
+    pub fn seek_to_first(&mut self) {
+        self.key.clear();
+        self.next = 0;
+        self.state = State::Consumed;
+    }
+
+    /// Positions the iterator so the next entry returned is the first one whose
+    /// internal key is `>= (key, seqno)`.
+    pub fn seek(&mut self, key: &[u8], seqno: SeqNo) -> Result<(), Corruption> {
+        let result = self.seek_inner(key, seqno);
+        if result.is_err() {
+            self.state = State::Done;
+        }
+        result
+    }
+
+    fn seek_inner(&mut self, key: &[u8], seqno: SeqNo) -> Result<(), Corruption> {
+        if self.block.restart_count == 0 {
+            self.state = State::Done;
+            return Ok(());
+        }
+        // Find the last restart point whose key is < target.
+        let (mut left, mut right) = (0, self.block.restart_count - 1);
+        while left < right {
+            let mid = left + (right - left).div_ceil(2);
+            self.key.clear();
+            self.decode_at(self.block.restart(mid))?;
+            if compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
+                left = mid;
+            } else {
+                right = mid - 1;
+            }
+        }
+        self.key.clear();
+        self.next = self.block.restart(left);
+        while self.next < self.block.restarts_start {
+            self.decode_at(self.next)?;
+            if compare_internal(&self.key, self.seqno, key, seqno) != Ordering::Less {
+                self.state = State::Pending;
+                return Ok(());
+            }
+        }
+        self.state = State::Done;
+        Ok(())
+    }
+
+    /// Offset within the block of the entry returned last.
+    pub fn current_offset(&self) -> usize {
+        self.current
+    }
+
+    /// Decodes the entry at `offset`, with `self.key` holding the previous key.
+    fn decode_at(&mut self, offset: usize) -> Result<(), Corruption> {
+        let at = self.block.file_offset + offset as u64;
+        let bad = |message: &str| Corruption::new(at, format!("bad block entry: {message}"));
+        let entries = self.block.data.get(..self.block.restarts_start).unwrap_or_default();
+        let mut d = Decoder::new(entries.get(offset..).ok_or_else(|| bad("offset past end"))?);
+        let shared = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
+        let unshared = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
+        let value_len = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
+        if shared > self.key.len() {
+            return Err(bad("shared prefix longer than the previous key"));
+        }
+        let delta = d.bytes(unshared).ok_or_else(|| bad("truncated key"))?;
+        let trailer = d.u64().ok_or_else(|| bad("truncated trailer"))?;
+        let (seqno, kind) = unpack_trailer(trailer).ok_or_else(|| bad("unknown value kind"))?;
+        let value_start = offset + d.position();
+        d.bytes(value_len).ok_or_else(|| bad("truncated value"))?;
+        self.key.truncate(shared);
+        self.key.extend_from_slice(delta);
+        self.seqno = seqno;
+        self.kind = kind;
+        self.value = (value_start, value_start + value_len);
+        self.current = offset;
+        self.next = offset + d.position();
+        Ok(())
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            key: Bytes::copy_from_slice(&self.key),
+            seqno: self.seqno,
+            kind: self.kind,
+            value: self.block.data.slice(self.value.0..self.value.1),
+        }
+    }
+}
+
+impl Iterator for BlockIter {
+    type Item = Result<Entry, Corruption>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.state {
+            State::Done => None,
+            State::Pending => {
+                self.state = State::Consumed;
+                Some(Ok(self.entry()))
+            }
+            State::Consumed => {
+                if self.next >= self.block.restarts_start {
+                    self.state = State::Done;
+                    return None;
+                }
+                match self.decode_at(self.next) {
+                    Ok(()) => Some(Ok(self.entry())),
+                    Err(e) => {
+                        self.state = State::Done;
+                        Some(Err(e))
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entries(n: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            for seqno in [30, 20, 10] {
+                out.push(Entry {
+                    key: Bytes::from(format!("key{:05}", i)),
+                    seqno: seqno + i as u64,
+                    kind: if seqno == 20 { ValueKind::Delete } else { ValueKind::Put },
+                    value: Bytes::from(format!("value-{i}-{seqno}")),
+                });
+            }
+        }
+        out
+    }
+
+    fn build(entries: &[Entry]) -> Block {
+        let mut b = BlockBuilder::new();
+        for e in entries {
+            b.add(&e.key, e.seqno, e.kind, &e.value);
+        }
+        Block::decode(Bytes::from(b.finish()), 0).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        for n in [0, 1, 5, 16, 17, 100] {
+            let want = entries(n);
+            let block = build(&want);
+            let got: Vec<Entry> = block.iter().map(|e| e.unwrap()).collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn seek_finds_first_entry_at_or_after_target() {
+        let want = entries(60);
+        let block = build(&want);
+        let mut it = block.iter();
+        for (i, e) in want.iter().enumerate() {
+            // Exact hits.
+            it.seek(&e.key, e.seqno).unwrap();
+            assert_eq!(it.next().unwrap().unwrap(), *e);
+            // Just after: seqno one lower finds the next entry.
+            it.seek(&e.key, e.seqno - 1).unwrap();
+            assert_eq!(it.next().map(|e| e.unwrap()).as_ref(), want.get(i + 1));
+        }
+        it.seek(b"", u64::MAX).unwrap();
+        assert_eq!(it.next().unwrap().unwrap(), want[0]);
+        it.seek(b"zzz", 0).unwrap();
+        assert!(it.next().is_none());
+        // Continues after the seek position.
+        it.seek(&want[40].key, want[40].seqno).unwrap();
+        let rest: Vec<Entry> = it.map(|e| e.unwrap()).collect();
+        assert_eq!(rest, want[40..]);
+    }
+
+    #[test]
+    fn empty_block_is_valid() {
+        let block = build(&[]);
+        let mut it = block.iter();
+        assert!(it.next().is_none());
+        it.seek(b"a", 1).unwrap();
+        assert!(it.next().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_garbage_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            key in proptest::collection::vec(any::<u8>(), 0..4),
+        ) {
+            if let Ok(block) = Block::decode(Bytes::from(bytes), 0) {
+                for e in block.iter() {
+                    if e.is_err() { break; }
+                }
+                let mut it = block.iter();
+                if it.seek(&key, 5).is_ok() {
+                    for e in it {
+                        if e.is_err() { break; }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn damaged_blocks_never_panic(index in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut b = BlockBuilder::new();
+            for e in entries(20) {
+                b.add(&e.key, e.seqno, e.kind, &e.value);
+            }
+            let mut data = b.finish();
+            let i = index.index(data.len());
+            data[i] = byte;
+            if let Ok(block) = Block::decode(Bytes::from(data), 0) {
+                let _ = block.iter().take_while(|e| e.is_ok()).count();
+                let _ = block.iter().seek(b"key00007", 17);
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Writes a table file from entries in internal order.
+//!
+//! # File layout
+//! ```text
+//! data block* | filter block | range-tombstone block | properties block | index block
+//! | footer (fixed size, see `footer`)
+//! ```
+//! Every block is framed (compression tag + CRC32C, see `framing`). The filter and
+//! properties blocks are never compressed; the others use [`TableOptions::compression`].
+//!
+//! # Invariants
+//! 1. Entries arrive in strictly increasing internal order (user key ASC, seqno DESC);
+//!    range tombstones in strictly increasing (start ASC, seqno DESC) order. Anything
+//!    else is refused with `Error::InvalidArgument` and nothing is added.
+//! 2. A data block is cut once it reaches `block_size`, so versions of one key may span
+//!    blocks; the index stores each block's last internal key.
+//! 3. Output is buffered and handed to the file in appends of about [`WRITE_BUFFER`]
+//!    bytes. [`TableBuilder::finish`] syncs the file; until then it is not durable.
+//!    Renaming it into place and syncing the directory is the caller's job.
+
+use crate::error::{Error, Result};
+use crate::fs::WritableFile;
+use crate::key::{
+    Entry, MAX_KEY_SIZE, MAX_SEQNO, MAX_VALUE_SIZE, RangeTombstone, SeqNo, ValueKind,
+    compare_internal,
+};
+use crate::options::{Compression, Options};
+
+use super::block::BlockBuilder;
+use super::filter::FilterBuilder;
+use super::footer::{BlockHandle, Footer};
+use super::framing::encode_block;
+use super::properties::Properties;
+
+/// Bytes gathered in memory before one append to the file.
+pub const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How tables are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Target size of a data block before compression.
+    pub block_size: usize,
+    /// Compression of data, index and range-tombstone blocks.
+    pub compression: Compression,
+    /// Bloom filter bits per user key; 0 writes no filter.
+    pub bloom_bits_per_key: u32,
+}
+
+impl From<&Options> for TableOptions {
+    fn from(options: &Options) -> Self {
+        TableOptions {
+            block_size: options.block_size,
+            compression: options.compression,
+            bloom_bits_per_key: options.bloom_bits_per_key,
+        }
+    }
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions::from(&Options::default())
+    }
+}
+
+/// Builds one table file. Not thread-safe; one builder per output file.
+pub struct TableBuilder {
+    file: Box<dyn WritableFile>,
+    options: TableOptions,
+    /// Bytes not yet handed to the file.
+    out: Vec<u8>,
+    /// Bytes produced so far (written plus buffered): the next block's offset.
+    offset: u64,
+    data_block: BlockBuilder,
+    index_block: BlockBuilder,
+    tombstone_block: BlockBuilder,
+    filter: FilterBuilder,
+    /// Last entry added: its key and seqno.
+    last: Option<(Vec<u8>, SeqNo)>,
+    last_tombstone: Option<RangeTombstone>,
+    properties: Properties,
+}
+
+impl TableBuilder {
+    /// A builder writing to `file`, which should be new and empty.
+    pub fn new(file: Box<dyn WritableFile>, options: TableOptions) -> Self {
+        let offset = file.len();
+        TableBuilder {
+            file,
+            options,
+            out: Vec::with_capacity(WRITE_BUFFER + options.block_size),
+            offset,
+            data_block: BlockBuilder::new(),
+            index_block: BlockBuilder::new(),
+            tombstone_block: BlockBuilder::new(),
+            filter: FilterBuilder::new(options.bloom_bits_per_key),
+            last: None,
+            last_tombstone: None,
+            properties: Properties {
+                compression: options.compression,
+                min_seqno: SeqNo::MAX,
+                ..Properties::default()
+            },
+        }
+    }
+
+    /// Adds a point entry; it must sort after every entry added before.
+    pub fn add(&mut self, entry: &Entry) -> Result<()> {
+        check_key(&entry.key, entry.seqno)?;
+        if entry.value.len() > MAX_VALUE_SIZE {
+            return Err(Error::invalid(format!(
+                "value of {} bytes is too long",
+                entry.value.len()
+            )));
+        }
+        if let Some((key, seqno)) = &self.last
+            && compare_internal(&entry.key, entry.seqno, key, *seqno).is_le()
+        {
+            return Err(Error::invalid(format!(
+                "table entries out of order: {:?}@{} after {:?}@{}",
+                entry.key,
+                entry.seqno,
+                bytes::Bytes::copy_from_slice(key),
+                seqno
+            )));
+        }
+        let new_user_key = self.last.as_ref().is_none_or(|(k, _)| k[..] != entry.key[..]);
+        if new_user_key {
+            self.filter.add_key(&entry.key);
+        }
+        self.data_block.add(&entry.key, entry.seqno, entry.kind, &entry.value);
+        self.last = Some((entry.key.to_vec(), entry.seqno));
+
+        let p = &mut self.properties;
+        widen_smallest(p, &entry.key);
+        widen_largest(p, &entry.key);
+        p.entry_count += 1;
+        p.point_delete_count += u64::from(entry.kind == ValueKind::Delete);
+        p.min_seqno = p.min_seqno.min(entry.seqno);
+        p.max_seqno = p.max_seqno.max(entry.seqno);
+        p.raw_key_bytes += entry.key.len() as u64;
+        p.raw_value_bytes += entry.value.len() as u64;
+
+        if self.data_block.estimated_size() >= self.options.block_size {
+            self.finish_data_block()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a range tombstone; it must sort after every tombstone added before.
+    pub fn add_range_tombstone(&mut self, t: &RangeTombstone) -> Result<()> {
+        check_key(&t.start, t.seqno)?;
+        check_key(&t.end, t.seqno)?;
+        if t.start >= t.end {
+            return Err(Error::invalid("range tombstone with start >= end"));
+        }
+        if let Some(last) = &self.last_tombstone
+            && t.cmp_internal(last).is_le()
+        {
+            return Err(Error::invalid(format!(
+                "range tombstones out of order: {:?}@{} after {:?}@{}",
+                t.start, t.seqno, last.start, last.seqno
+            )));
+        }
+        self.tombstone_block.add(&t.start, t.seqno, ValueKind::Delete, &t.end);
+        let p = &mut self.properties;
+        widen_smallest(p, &t.start);
+        widen_largest(p, &t.end);
+        p.range_tombstone_count += 1;
+        p.min_seqno = p.min_seqno.min(t.seqno);
+        p.max_seqno = p.max_seqno.max(t.seqno);
+        self.last_tombstone = Some(t.clone());
+        Ok(())
+    }
+
+    /// About how large the file would be if finished now.
+    pub fn estimated_size(&self) -> u64 {
+        self.offset
+            + (self.data_block.estimated_size()
+                + self.index_block.estimated_size()
+                + self.tombstone_block.estimated_size()
+                + self.filter.estimated_size()) as u64
+    }
+
+    /// Point entries added so far.
+    pub fn entry_count(&self) -> u64 {
+        self.properties.entry_count
+    }
+
+    /// Writes the metadata blocks and footer, syncs the file and returns what the
+    /// table holds.
+    pub fn finish(mut self) -> Result<Properties> {
+        self.finish_data_block()?;
+        if self.properties.min_seqno == SeqNo::MAX {
+            self.properties.min_seqno = 0;
+        }
+        let filter = std::mem::replace(&mut self.filter, FilterBuilder::new(0)).finish();
+        let filter = self.write_block(&filter, Compression::None)?;
+        let tombstones = self.tombstone_block.finish();
+        let range_tombstones = self.write_block(&tombstones, self.options.compression)?;
+        let properties = self.write_block(&self.properties.encode(), Compression::None)?;
+        let index = self.index_block.finish();
+        let index = self.write_block(&index, self.options.compression)?;
+        let footer = Footer { index, filter, range_tombstones, properties };
+        self.out.extend_from_slice(&footer.encode());
+        self.file.append(&self.out)?;
+        self.out.clear();
+        self.file.sync()?;
+        Ok(self.properties)
+    }
+
+    fn finish_data_block(&mut self) -> Result<()> {
+        let Some((key, seqno)) = &self.last else { return Ok(()) };
+        if self.data_block.is_empty() {
+            return Ok(());
+        }
+        let (key, seqno) = (key.clone(), *seqno);
+        let block = self.data_block.finish();
+        let handle = self.write_block(&block, self.options.compression)?;
+        let mut value = Vec::with_capacity(12);
+        handle.encode_to(&mut value);
+        self.index_block.add(&key, seqno, ValueKind::Put, &value);
+        self.properties.data_block_count += 1;
+        Ok(())
+    }
+
+    /// Frames and buffers a block, handing full buffers to the file.
+    fn write_block(&mut self, payload: &[u8], compression: Compression) -> Result<BlockHandle> {
+        let framed = encode_block(payload, compression);
+        let size = u32::try_from(framed.len())
+            .map_err(|_| Error::invalid(format!("block of {} bytes is too large", framed.len())))?;
+        let handle = BlockHandle { offset: self.offset, size };
+        self.offset += u64::from(size);
+        self.out.extend_from_slice(&framed);
+        if self.out.len() >= WRITE_BUFFER {
+            self.file.append(&self.out)?;
+            self.out.clear();
+        }
+        Ok(handle)
+    }
+}
+
+fn check_key(key: &[u8], seqno: SeqNo) -> Result<()> {
+    if key.len() > MAX_KEY_SIZE {
+        return Err(Error::invalid(format!("key of {} bytes is too long", key.len())));
+    }
+    if seqno > MAX_SEQNO {
+        return Err(Error::invalid(format!("seqno {seqno} is above the maximum")));
+    }
+    Ok(())
+}
+
+fn widen_smallest(p: &mut Properties, key: &[u8]) {
+    if p.entry_count + p.range_tombstone_count == 0 || key < &p.smallest_key[..] {
+        p.smallest_key = bytes::Bytes::copy_from_slice(key);
+    }
+}
+
+fn widen_largest(p: &mut Properties, key: &[u8]) {
+    if p.entry_count + p.range_tombstone_count == 0 || key > &p.largest_key[..] {
+        p.largest_key = bytes::Bytes::copy_from_slice(key);
+    }
+}
