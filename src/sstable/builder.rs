@@ -17,6 +17,7 @@
 //! 3. Output is buffered and handed to the file in appends of about [`WRITE_BUFFER`]
 //!    bytes. [`TableBuilder::finish`] syncs the file; until then it is not durable.
 //!    Renaming it into place and syncing the directory is the caller's job.
+//! 4. After any error the builder's output is unusable: drop it and remove the file.
 
 use crate::error::{Error, Result};
 use crate::fs::WritableFile;
@@ -128,7 +129,15 @@ impl TableBuilder {
             self.filter.add_key(&entry.key);
         }
         self.data_block.add(&entry.key, entry.seqno, entry.kind, &entry.value);
-        self.last = Some((entry.key.to_vec(), entry.seqno));
+        match &mut self.last {
+            Some((key, seqno)) => {
+                // Reuse the buffer: no allocation per entry.
+                key.clear();
+                key.extend_from_slice(&entry.key);
+                *seqno = entry.seqno;
+            }
+            None => self.last = Some((entry.key.to_vec(), entry.seqno)),
+        }
 
         let p = &mut self.properties;
         widen_smallest(p, &entry.key);

@@ -15,7 +15,7 @@
 //!    tombstones are read, checked and kept in memory at open; data blocks are read on
 //!    demand with positional reads through the shared [`BlockCache`], never mmapped.
 //! 2. Every block read from disk has its checksum verified. Damage becomes
-//!    [`Error::Corruption`] naming the file and an offset. For damage inside a block
+//!    [`Error::Corruption`](crate::Error::Corruption) naming the file and an offset. For damage inside a block
 //!    (found after the checksum passed, i.e. a writer bug or a forged file) the offset
 //!    is the block's plus the position in its decompressed payload.
 //! 3. Range tombstones are kept sorted by (start ASC, seqno DESC).
@@ -329,6 +329,14 @@ pub(crate) mod tests {
             .filter(|e| e.key[..] == *key && e.seqno <= snapshot)
             .max_by_key(|e| e.seqno)
             .cloned()
+    }
+
+    #[test]
+    fn tables_are_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Table>();
+        send_sync::<TableIter>();
+        send_sync::<BlockCache>();
     }
 
     #[test]
