@@ -269,3 +269,64 @@ fn widen_largest(p: &mut Properties, key: &[u8]) {
         p.largest_key = bytes::Bytes::copy_from_slice(key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sstable::tests::put;
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts appends and syncs, keeping the bytes in memory.
+    struct CountingFile {
+        appends: Arc<AtomicUsize>,
+        syncs: Arc<AtomicUsize>,
+        len: u64,
+    }
+
+    impl WritableFile for CountingFile {
+        fn append(&mut self, data: &[u8]) -> io::Result<()> {
+            self.appends.fetch_add(1, Ordering::Relaxed);
+            self.len += data.len() as u64;
+            Ok(())
+        }
+
+        fn sync(&mut self) -> io::Result<()> {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn len(&self) -> u64 {
+            self.len
+        }
+    }
+
+    #[test]
+    fn output_is_buffered_into_few_appends_and_synced() {
+        let (appends, syncs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let file = CountingFile { appends: appends.clone(), syncs: syncs.clone(), len: 0 };
+        let mut b = TableBuilder::new(Box::new(file), TableOptions::default());
+        for i in 0..20_000 {
+            b.add(&put(&format!("key{i:08}"), 1, &format!("value{i}"))).unwrap();
+        }
+        let estimate = b.estimated_size();
+        b.finish().unwrap();
+        let appends = appends.load(Ordering::Relaxed);
+        assert!(
+            appends >= 2 && (appends as u64) <= estimate / WRITE_BUFFER as u64 + 2,
+            "{appends}"
+        );
+        assert_eq!(syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn options_come_from_database_options() {
+        let options = Options { block_size: 8192, bloom_bits_per_key: 7, ..Options::default() };
+        let t = TableOptions::from(&options);
+        assert_eq!(
+            (t.block_size, t.bloom_bits_per_key, t.compression),
+            (8192, 7, Compression::Lz4)
+        );
+    }
+}

@@ -504,7 +504,7 @@ pub(crate) mod tests {
         entries.push(put("key0003", 1, "three"));
         entries.push(delete("key0010", 1));
         let tombstones = [tombstone("b", "c", 9)];
-        for compression in [Compression::None, Compression::Lz4] {
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
             write_table(&path, &entries, &tombstones, small_blocks(compression));
             let good = std::fs::read(&path).unwrap();
             let expected = open_and_scan(&path, &[b"key0003", b"hot", b"key0010"]).unwrap();
