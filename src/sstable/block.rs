@@ -12,7 +12,7 @@
 //!          | key_delta [unshared] | trailer u64 LE | value [value_len]
 //! ```
 //! `shared` is the length of the prefix shared with the previous entry's user key;
-//! `trailer` is [`pack_trailer`](crate::key::pack_trailer)`(seqno, kind)`.
+//! `trailer` is `pack_trailer(seqno, kind)` ([`pack_trailer`]).
 //! Every [`RESTART_INTERVAL`] entries a restart point stores its key whole
 //! (`shared = 0`) and its offset is listed in the restart array.
 //!
@@ -389,6 +389,37 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn arbitrary_entries_round_trip_and_seek(
+            versions in proptest::collection::btree_set(
+                (proptest::collection::vec(any::<u8>(), 0..12), 0u64..1000),
+                0..120,
+            ),
+            target in (proptest::collection::vec(any::<u8>(), 0..12), 0u64..1000),
+        ) {
+            let mut want: Vec<Entry> = versions
+                .iter()
+                .map(|(k, s)| Entry {
+                    key: Bytes::from(k.clone()),
+                    seqno: *s,
+                    kind: if s % 3 == 0 { ValueKind::Delete } else { ValueKind::Put },
+                    value: Bytes::from(vec![*s as u8; (*s % 20) as usize]),
+                })
+                .collect();
+            want.sort_by(Entry::cmp_internal);
+            let block = build(&want);
+            let got: Vec<Entry> = block.iter().map(|e| e.unwrap()).collect();
+            prop_assert_eq!(&got, &want);
+            let mut it = block.iter();
+            it.seek(&target.0, target.1).unwrap();
+            let first = want
+                .iter()
+                .position(|e| compare_internal(&e.key, e.seqno, &target.0, target.1).is_ge())
+                .unwrap_or(want.len());
+            let rest: Vec<Entry> = it.map(|e| e.unwrap()).collect();
+            prop_assert_eq!(&rest[..], &want[first..]);
+        }
+
         #[test]
         fn decoding_garbage_never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..200),

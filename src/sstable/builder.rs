@@ -17,6 +17,7 @@
 //! 3. Output is buffered and handed to the file in appends of about [`WRITE_BUFFER`]
 //!    bytes. [`TableBuilder::finish`] syncs the file; until then it is not durable.
 //!    Renaming it into place and syncing the directory is the caller's job.
+//! 4. After any error the builder's output is unusable: drop it and remove the file.
 
 use crate::error::{Error, Result};
 use crate::fs::WritableFile;
@@ -128,7 +129,15 @@ impl TableBuilder {
             self.filter.add_key(&entry.key);
         }
         self.data_block.add(&entry.key, entry.seqno, entry.kind, &entry.value);
-        self.last = Some((entry.key.to_vec(), entry.seqno));
+        match &mut self.last {
+            Some((key, seqno)) => {
+                // Reuse the buffer: no allocation per entry.
+                key.clear();
+                key.extend_from_slice(&entry.key);
+                *seqno = entry.seqno;
+            }
+            None => self.last = Some((entry.key.to_vec(), entry.seqno)),
+        }
 
         let p = &mut self.properties;
         widen_smallest(p, &entry.key);
@@ -258,5 +267,66 @@ fn widen_smallest(p: &mut Properties, key: &[u8]) {
 fn widen_largest(p: &mut Properties, key: &[u8]) {
     if p.entry_count + p.range_tombstone_count == 0 || key > &p.largest_key[..] {
         p.largest_key = bytes::Bytes::copy_from_slice(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sstable::tests::put;
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts appends and syncs, keeping the bytes in memory.
+    struct CountingFile {
+        appends: Arc<AtomicUsize>,
+        syncs: Arc<AtomicUsize>,
+        len: u64,
+    }
+
+    impl WritableFile for CountingFile {
+        fn append(&mut self, data: &[u8]) -> io::Result<()> {
+            self.appends.fetch_add(1, Ordering::Relaxed);
+            self.len += data.len() as u64;
+            Ok(())
+        }
+
+        fn sync(&mut self) -> io::Result<()> {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn len(&self) -> u64 {
+            self.len
+        }
+    }
+
+    #[test]
+    fn output_is_buffered_into_few_appends_and_synced() {
+        let (appends, syncs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let file = CountingFile { appends: appends.clone(), syncs: syncs.clone(), len: 0 };
+        let mut b = TableBuilder::new(Box::new(file), TableOptions::default());
+        for i in 0..20_000 {
+            b.add(&put(&format!("key{i:08}"), 1, &format!("value{i}"))).unwrap();
+        }
+        let estimate = b.estimated_size();
+        b.finish().unwrap();
+        let appends = appends.load(Ordering::Relaxed);
+        assert!(
+            appends >= 2 && (appends as u64) <= estimate / WRITE_BUFFER as u64 + 2,
+            "{appends}"
+        );
+        assert_eq!(syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn options_come_from_database_options() {
+        let options = Options { block_size: 8192, bloom_bits_per_key: 7, ..Options::default() };
+        let t = TableOptions::from(&options);
+        assert_eq!(
+            (t.block_size, t.bloom_bits_per_key, t.compression),
+            (8192, 7, Compression::Lz4)
+        );
     }
 }

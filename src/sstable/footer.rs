@@ -85,8 +85,8 @@ impl Footer {
         buf
     }
 
-    /// Decodes the footer found at `file_offset`, the last bytes of a file of
-    /// `file_size` bytes, and checks its handles lie before it.
+    /// Decodes the footer found at `file_offset` (the file's last [`FOOTER_SIZE`]
+    /// bytes) and checks that its handles lie before it.
     pub fn decode(buf: &[u8], file_offset: u64) -> Result<Footer, Corruption> {
         let bad = |message: String| Corruption::new(file_offset, message);
         if buf.len() != FOOTER_SIZE {

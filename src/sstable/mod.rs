@@ -15,7 +15,7 @@
 //!    tombstones are read, checked and kept in memory at open; data blocks are read on
 //!    demand with positional reads through the shared [`BlockCache`], never mmapped.
 //! 2. Every block read from disk has its checksum verified. Damage becomes
-//!    [`Error::Corruption`] naming the file and an offset. For damage inside a block
+//!    [`Error::Corruption`](crate::Error::Corruption) naming the file and an offset. For damage inside a block
 //!    (found after the checksum passed, i.e. a writer bug or a forged file) the offset
 //!    is the block's plus the position in its decompressed payload.
 //! 3. Range tombstones are kept sorted by (start ASC, seqno DESC).
@@ -332,6 +332,14 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn tables_are_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Table>();
+        send_sync::<TableIter>();
+        send_sync::<BlockCache>();
+    }
+
+    #[test]
     fn get_honours_snapshots_across_many_blocks_with_every_compression() {
         let dir = tempfile::tempdir().unwrap();
         let entries = versioned_entries();
@@ -496,7 +504,7 @@ pub(crate) mod tests {
         entries.push(put("key0003", 1, "three"));
         entries.push(delete("key0010", 1));
         let tombstones = [tombstone("b", "c", 9)];
-        for compression in [Compression::None, Compression::Lz4] {
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
             write_table(&path, &entries, &tombstones, small_blocks(compression));
             let good = std::fs::read(&path).unwrap();
             let expected = open_and_scan(&path, &[b"key0003", b"hot", b"key0010"]).unwrap();
