@@ -169,14 +169,6 @@ impl GroupBuilder {
         self.count
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    pub(crate) fn encoded_len(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Stamps the base seqno and returns the finished payload.
     pub(crate) fn finish(mut self, base_seqno: SeqNo) -> Vec<u8> {
         self.buf[0..8].copy_from_slice(&base_seqno.to_le_bytes());
@@ -201,8 +193,9 @@ pub(crate) fn decode_group(payload: &Bytes) -> std::result::Result<Vec<(SeqNo, B
     for i in 0..u64::from(count) {
         let at = d.position();
         let op = match d.u8() {
-            Some(TAG_PUT) => slice(&mut d)
-                .and_then(|key| Some(BatchOp::Put { key, value: slice(&mut d)? })),
+            Some(TAG_PUT) => {
+                slice(&mut d).and_then(|key| Some(BatchOp::Put { key, value: slice(&mut d)? }))
+            }
             Some(TAG_DELETE) => slice(&mut d).map(|key| BatchOp::Delete { key }),
             Some(TAG_RANGE_DELETE) => slice(&mut d)
                 .and_then(|start| Some(BatchOp::RangeDelete { start, end: slice(&mut d)? })),

@@ -61,14 +61,13 @@ impl MemtableCursor {
 
     fn refill(&mut self) {
         let range = (self.lower.clone(), self.upper.clone());
-        let to_entry = |e: crossbeam_skiplist::map::Entry<'_, InternalKey, super::PointValue>| {
-            Entry {
+        let to_entry =
+            |e: crossbeam_skiplist::map::Entry<'_, InternalKey, super::PointValue>| Entry {
                 key: e.key().user_key.clone(),
                 seqno: e.key().seqno,
                 kind: e.value().kind,
                 value: e.value().value.clone(),
-            }
-        };
+            };
         let points = self.memtable.points();
         match self.direction {
             Direction::Forward => {

@@ -222,7 +222,7 @@ impl Memtable {
     }
 
     /// Number of point versions.
-    pub fn len(&self) -> usize {
+    pub fn point_count(&self) -> usize {
         self.points.len()
     }
 

@@ -1,0 +1,206 @@
+//! Background work: the flush thread.
+//!
+//! One thread flushes frozen memtables, oldest first, so tables are added in seqno
+//! order and the WAL can be trimmed from the front. A flush:
+//! 1. writes every version of the memtable into `NNNNNN.sst.tmp`, syncs it, renames
+//!    it to `NNNNNN.sst` and syncs the directory;
+//! 2. logs a version edit (table added, oldest WAL still needed, last flushed seqno);
+//! 3. installs a new read view without the memtable and with the table;
+//! 4. deletes the WAL segments the memtable came from.
+//!
+//! A crash between any two steps leaves either an unnamed file (removed on open) or
+//! a WAL that is replayed again, minus the seqnos the manifest says were flushed.
+//! An error stops the thread and all writes (`Error::Background`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::manifest::{TableMeta, VersionEdit};
+use crate::memtable::FrozenMemtable;
+use crate::sstable::{Table, TableBuilder, TableOptions};
+use crate::version::{ReadView, TableHandle};
+use crate::wal::segment_file_name;
+
+use super::DbCore;
+use super::files::table_file_name;
+
+/// Shared state between writers, `flush()` callers and the flush thread.
+#[derive(Default)]
+pub(crate) struct Background {
+    state: Mutex<BackgroundState>,
+    /// Signalled when there may be work, or on shutdown.
+    work: Condvar,
+    /// Signalled after every flush, successful or not.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct BackgroundState {
+    shutdown: bool,
+    error: Option<String>,
+    /// Bumped after every finished flush so waiters can tell progress happened.
+    flushes: u64,
+}
+
+impl Background {
+    pub(crate) fn wake_flusher(&self) {
+        let _state = self.state.lock();
+        self.work.notify_all();
+    }
+
+    pub(crate) fn error(&self) -> Option<String> {
+        self.state.lock().error.clone()
+    }
+
+    pub(crate) fn set_error(&self, why: &str) {
+        let mut state = self.state.lock();
+        state.error.get_or_insert_with(|| why.to_string());
+        self.progress.notify_all();
+    }
+
+    pub(crate) fn shut_down(&self) {
+        let mut state = self.state.lock();
+        state.shutdown = true;
+        self.work.notify_all();
+        self.progress.notify_all();
+    }
+}
+
+impl DbCore {
+    /// The flush thread's body.
+    pub(crate) fn run_flusher(self: Arc<Self>) {
+        loop {
+            {
+                let mut state = self.background.state.lock();
+                while !state.shutdown && (state.error.is_some() || self.oldest_frozen().is_none()) {
+                    self.background.work.wait(&mut state);
+                }
+                if state.shutdown {
+                    return;
+                }
+            }
+            let Some(frozen) = self.oldest_frozen() else { continue };
+            let result = self.flush_memtable(&frozen);
+            let mut state = self.background.state.lock();
+            if let Err(e) = result {
+                state.error.get_or_insert_with(|| format!("flush failed: {e}"));
+            }
+            state.flushes += 1;
+            self.background.progress.notify_all();
+        }
+    }
+
+    fn oldest_frozen(&self) -> Option<FrozenMemtable> {
+        self.view.load().frozen.last().cloned()
+    }
+
+    /// Waits until a flush finishes (or fails).
+    pub(crate) fn wait_for_flush_progress(&self) -> Result<()> {
+        let mut state = self.background.state.lock();
+        let seen = state.flushes;
+        while state.flushes == seen && state.error.is_none() && !state.shutdown {
+            self.background.progress.wait(&mut state);
+        }
+        match (&state.error, state.shutdown) {
+            (Some(why), _) => Err(Error::Background(why.clone())),
+            (None, true) => Err(Error::Closed),
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// Waits until no frozen memtable whose writes began at or before WAL segment
+    /// `first_wal` remains.
+    pub(crate) fn wait_until_flushed(&self, first_wal: u64) -> Result<()> {
+        let pending = |core: &DbCore| {
+            core.view.load().frozen.iter().any(|frozen| frozen.first_wal() <= first_wal)
+        };
+        while pending(self) {
+            self.wait_for_flush_progress()?;
+        }
+        Ok(())
+    }
+
+    fn flush_memtable(&self, frozen: &FrozenMemtable) -> Result<()> {
+        let started = Instant::now();
+        let handle = if frozen.is_empty() { None } else { Some(self.write_table(frozen)?) };
+
+        // The memtable after this one holds every write not yet in a table.
+        let next_first_wal = {
+            let view = self.view.load();
+            let position =
+                view.frozen.iter().position(|f| Arc::ptr_eq(f.memtable(), frozen.memtable()));
+            match position {
+                Some(0) | None => view.active.first_wal(),
+                Some(i) => view.frozen[i - 1].first_wal(),
+            }
+        };
+        self.log_and_apply(VersionEdit {
+            log_number: Some(next_first_wal),
+            last_seqno: Some(frozen.max_lsn()),
+            added: handle.iter().map(|h| h.meta.clone()).collect(),
+            ..VersionEdit::default()
+        })?;
+
+        {
+            let _install = self.install_lock.lock();
+            let view = self.view.load();
+            let frozen_left = view
+                .frozen
+                .iter()
+                .filter(|f| !Arc::ptr_eq(f.memtable(), frozen.memtable()))
+                .cloned()
+                .collect();
+            let version = match &handle {
+                Some(h) => Arc::new(view.version.with_table(h.clone())),
+                None => view.version.clone(),
+            };
+            self.view.store(Arc::new(ReadView {
+                active: view.active.clone(),
+                frozen: frozen_left,
+                version,
+            }));
+        }
+
+        for number in frozen.first_wal()..next_first_wal {
+            // Leftovers are harmless: open removes segments the manifest no longer needs.
+            let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
+        }
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.stats.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes every version in `frozen` to a new level-0 table and opens it.
+    fn write_table(&self, frozen: &FrozenMemtable) -> Result<Arc<TableHandle>> {
+        let number = self.new_file_number();
+        let path = self.dir.join(table_file_name(number));
+        let temp = self.dir.join(format!("{}.tmp", table_file_name(number)));
+        let file = self.fs.create(&temp)?;
+        let mut builder = TableBuilder::new(file, TableOptions::from(&self.options));
+        for entry in frozen.entries() {
+            builder.add(&entry)?;
+        }
+        for tombstone in frozen.range_tombstones() {
+            builder.add_range_tombstone(&tombstone)?;
+        }
+        let properties = builder.finish()?;
+        self.fs.rename(&temp, &path)?;
+        self.fs.sync_dir(&self.dir)?;
+        let table = Arc::new(Table::open(&*self.fs, &path, number, self.cache.clone())?);
+        self.stats.flush_bytes.fetch_add(table.file_size(), Ordering::Relaxed);
+        let meta = TableMeta {
+            number,
+            level: 0,
+            size: table.file_size(),
+            smallest: properties.smallest_key.clone(),
+            largest: properties.largest_key.clone(),
+            min_seqno: properties.min_seqno,
+            max_seqno: properties.max_seqno,
+        };
+        Ok(Arc::new(TableHandle::new(table, meta)))
+    }
+}

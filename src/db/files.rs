@@ -1,0 +1,77 @@
+//! Names of the files in a database directory.
+//!
+//! ```text
+//! LOCK              held while the database is open
+//! CURRENT           names the live manifest (replaced atomically)
+//! MANIFEST-000001   log of version edits
+//! 000002.wal        WAL segments
+//! 000003.sst        SSTables
+//! *.tmp             files being written; never live, removed on open
+//! ```
+//! All numbers come from one counter (`next_file_number` in the manifest), so no two
+//! files ever share a number. Part of the on-disk layout: never change.
+
+use crate::manifest::parse_manifest_file_name;
+use crate::wal::parse_segment_file_name;
+
+/// The lock file's name.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// What a file in the directory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A WAL segment.
+    Wal(u64),
+    /// An SSTable.
+    Table(u64),
+    /// A manifest log.
+    Manifest(u64),
+    /// A temporary file.
+    Temp,
+    /// `CURRENT` or `LOCK`.
+    Fixed,
+    /// Not ours.
+    Unknown,
+}
+
+/// The file name of SSTable `number`.
+pub fn table_file_name(number: u64) -> String {
+    format!("{number:06}.sst")
+}
+
+/// Classifies a file name.
+pub fn classify(name: &str) -> FileKind {
+    if name.ends_with(".tmp") {
+        return FileKind::Temp;
+    }
+    if name == LOCK_FILE || name == crate::manifest::CURRENT {
+        return FileKind::Fixed;
+    }
+    if let Some(n) = parse_segment_file_name(name) {
+        return FileKind::Wal(n);
+    }
+    if let Some(n) = parse_manifest_file_name(name) {
+        return FileKind::Manifest(n);
+    }
+    match name.strip_suffix(".sst") {
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().map_or(FileKind::Unknown, FileKind::Table)
+        }
+        _ => FileKind::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(classify(&table_file_name(7)), FileKind::Table(7));
+        assert_eq!(classify(&crate::wal::segment_file_name(8)), FileKind::Wal(8));
+        assert_eq!(classify("000009.sst.tmp"), FileKind::Temp);
+        assert_eq!(classify("CURRENT"), FileKind::Fixed);
+        assert_eq!(classify("notes.txt"), FileKind::Unknown);
+        assert_eq!(classify(".sst"), FileKind::Unknown);
+    }
+}

@@ -1,0 +1,255 @@
+//! The database handle and the state its parts share.
+//!
+//! `Db` is a cheap handle (`Arc`) over [`DbCore`]. The write path lives in `write`,
+//! reads and snapshots in `read`, opening and WAL replay in `recovery`, the flush
+//! thread in `background`, directory layout in `files`.
+//!
+//! # Locks, in the order they may be taken
+//! 1. `commit` queue lock (writers joining a group; never held across I/O);
+//! 2. `writer` (the commit leader: WAL, active memtable, rotation);
+//! 3. `manifest` (one version edit at a time);
+//! 4. `install_lock` (replacing the read view);
+//! 5. `background.state`.
+//!
+//! Readers take none of them: they load the current [`ReadView`] from an `ArcSwap`.
+
+mod background;
+mod files;
+mod read;
+mod recovery;
+mod stats;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::batch::WriteBatch;
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
+use crate::fs::{FileLock, FileSystem};
+use crate::key::SeqNo;
+use crate::manifest::{Manifest, VersionEdit};
+use crate::options::{Options, WriteOptions};
+use crate::version::ReadView;
+
+pub use files::{FileKind, classify as classify_file_name, table_file_name};
+pub use read::Snapshot;
+pub use stats::Stats;
+
+use background::Background;
+use stats::Counters;
+use write::{CommitQueue, WriterState};
+
+/// State shared by every handle, the flush thread, snapshots and iterators.
+pub(crate) struct DbCore {
+    dir: PathBuf,
+    options: Options,
+    fs: Arc<dyn FileSystem>,
+    db_id: uuid::Uuid,
+    cache: Arc<BlockCache>,
+    /// What readers see; replaced under `install_lock`.
+    view: ArcSwap<ReadView>,
+    install_lock: Mutex<()>,
+    /// The highest seqno whose whole group is in the memtable.
+    visible_seqno: AtomicU64,
+    commit: CommitQueue,
+    writer: Mutex<WriterState>,
+    manifest: Mutex<Manifest>,
+    next_file_number: AtomicU64,
+    background: Background,
+    snapshots: read::SnapshotRegistry,
+    stats: Counters,
+    closed: AtomicBool,
+    lock: Mutex<Option<Box<dyn FileLock>>>,
+}
+
+impl DbCore {
+    fn new_file_number(&self) -> u64 {
+        self.next_file_number.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Logs `edit` to the manifest (synced) and applies it to the manifest's state.
+    fn log_and_apply(&self, mut edit: VersionEdit) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        // Reserve the manifest's own number (if it rolls over) before recording the
+        // counter, so the recorded value is never below a number in use.
+        let rollover_number = self.new_file_number();
+        edit.next_file_number = Some(self.next_file_number.load(Ordering::Relaxed));
+        manifest.apply(edit, || rollover_number)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        match self.background.error() {
+            Some(why) => Err(Error::Background(why)),
+            None => Ok(()),
+        }
+    }
+
+    fn set_background_error(&self, why: &str) {
+        self.background.set_error(why);
+    }
+}
+
+/// Owns the flush thread; the last `Db` clone to go away closes the database.
+struct DbHandle {
+    core: Arc<DbCore>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl DbHandle {
+    fn close(&self) -> Result<()> {
+        if self.core.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Waits for a group being committed; later writers see `closed`.
+        let synced = self.core.writer.lock().wal.sync();
+        self.core.background.shut_down();
+        if let Some(thread) = self.flusher.lock().take() {
+            let _ = thread.join();
+        }
+        self.core.lock.lock().take();
+        synced
+    }
+}
+
+impl Drop for DbHandle {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// An open database: a cheap, cloneable, thread-safe handle.
+///
+/// ```
+/// # fn main() -> aeternusdb::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let db = aeternusdb::Db::open(dir.path(), aeternusdb::Options::default())?;
+/// db.put("hello", "world")?;
+/// assert_eq!(db.get("hello")?.as_deref(), Some(&b"world"[..]));
+/// db.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    handle: Arc<DbHandle>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.handle.core.dir).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens the database in `dir`, creating it if missing (unless
+    /// `options.create_if_missing` is false), and recovers every acknowledged write.
+    ///
+    /// Errors: `InvalidArgument` for bad options, `Locked` if the directory is open
+    /// elsewhere, `Corruption` naming the damaged file.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let core = Arc::new(recovery::open(dir.as_ref(), options)?);
+        let flusher = {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name("aeternus-flush".into())
+                .spawn(move || core.run_flusher())?
+        };
+        core.background.wake_flusher();
+        Ok(Db { handle: Arc::new(DbHandle { core, flusher: Mutex::new(Some(flusher)) }) })
+    }
+
+    fn core(&self) -> &DbCore {
+        &self.handle.core
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.core().dir
+    }
+
+    /// Sets `key` to `value` with the default durability.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value)?;
+        self.write(batch)
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete(key)?;
+        self.write(batch)
+    }
+
+    /// Deletes every key in `[start, end)`; `start > end` is `InvalidArgument`,
+    /// `start == end` does nothing.
+    pub fn delete_range(&self, start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(start, end)?;
+        self.write(batch)
+    }
+
+    /// Applies `batch` atomically with the default durability.
+    pub fn write(&self, batch: impl std::borrow::Borrow<WriteBatch>) -> Result<()> {
+        let sync = self.core().options.sync_writes;
+        self.core().write(batch.borrow(), sync)
+    }
+
+    /// Applies `batch` atomically with explicit durability.
+    pub fn write_with(&self, batch: &WriteBatch, options: WriteOptions) -> Result<()> {
+        self.core().write(batch, options.sync)
+    }
+
+    /// Freezes the active memtable (if it holds anything) and waits until it and every
+    /// older memtable are written to SSTables.
+    pub fn flush(&self) -> Result<()> {
+        let core = self.core();
+        core.check_writable()?;
+        let target = {
+            let mut writer = core.writer.lock();
+            core.check_writable()?;
+            let view = core.view.load();
+            if !view.active.is_empty() {
+                core.freeze_active_memtable(&mut writer)?;
+            }
+            core.view.load().frozen.first().map(|f| f.first_wal())
+        };
+        match target {
+            Some(first_wal) => core.wait_until_flushed(first_wal),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes every write so far durable (useful after writes with `sync: false`).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.core().check_writable()?;
+        self.core().writer.lock().wal.sync()
+    }
+
+    /// Syncs the WAL, stops background work and releases the directory. Every handle
+    /// then returns `Error::Closed`. Closing twice is fine.
+    pub fn close(&self) -> Result<()> {
+        self.handle.close()
+    }
+
+    /// Counters and the shape of the tree.
+    pub fn stats(&self) -> Result<Stats> {
+        self.core().check_open()?;
+        Ok(self.core().stats())
+    }
+
+    /// The seqno of the last write visible to readers.
+    pub fn last_seqno(&self) -> SeqNo {
+        self.core().visible_seqno.load(Ordering::Acquire)
+    }
+}

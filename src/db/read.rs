@@ -1,0 +1,188 @@
+//! The read path: point lookups, scans and snapshots.
+//!
+//! A read first loads the visible seqno, then the read view. The order matters: every
+//! view installed after the seqno was published holds all writes up to it (a flush
+//! moves data from a memtable to a table in one view swap), so the read sees exactly
+//! the writes up to its seqno.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::iter::DbIter;
+use crate::key::SeqNo;
+
+use super::{Db, DbCore};
+
+/// Seqnos of live snapshots (with counts), so compaction can keep what they see.
+#[derive(Default)]
+pub(crate) struct SnapshotRegistry {
+    live: Mutex<BTreeMap<SeqNo, usize>>,
+}
+
+impl SnapshotRegistry {
+    fn register(&self, seqno: SeqNo) {
+        *self.live.lock().entry(seqno).or_default() += 1;
+    }
+
+    fn release(&self, seqno: SeqNo) {
+        let mut live = self.live.lock();
+        if let Some(count) = live.get_mut(&seqno) {
+            *count -= 1;
+            if *count == 0 {
+                live.remove(&seqno);
+            }
+        }
+    }
+
+    /// How many snapshots are open.
+    pub(crate) fn count(&self) -> usize {
+        self.live.lock().values().sum()
+    }
+}
+
+impl DbCore {
+    fn get_at(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        self.view.load().get(key, snapshot)
+    }
+
+    fn iter_at(&self, snapshot: SeqNo, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Result<DbIter> {
+        self.check_open()?;
+        Ok(DbIter::new(self.view.load_full(), snapshot, lower, upper))
+    }
+
+    pub(crate) fn read_seqno(&self) -> SeqNo {
+        self.visible_seqno.load(Ordering::Acquire)
+    }
+}
+
+/// Owned bounds of a user range.
+fn owned_bounds<K: AsRef<[u8]>>(range: &impl RangeBounds<K>) -> (Bound<Bytes>, Bound<Bytes>) {
+    let own = |b: Bound<&K>| b.map(|k| Bytes::copy_from_slice(k.as_ref()));
+    (own(range.start_bound()), own(range.end_bound()))
+}
+
+/// The bounds selecting every key that starts with `prefix`.
+fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
+    let lower = Bound::Included(Bytes::copy_from_slice(prefix));
+    // The smallest key greater than every key with the prefix: drop trailing 0xff
+    // bytes and increment the last one; none left means no upper bound.
+    let mut end = prefix.to_vec();
+    while end.last() == Some(&0xff) {
+        end.pop();
+    }
+    let upper = match end.last_mut() {
+        Some(last) => {
+            *last += 1;
+            Bound::Excluded(Bytes::from(end))
+        }
+        None => Bound::Unbounded,
+    };
+    (lower, upper)
+}
+
+impl Db {
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let core = self.core();
+        core.get_at(key.as_ref(), core.read_seqno())
+    }
+
+    /// Every key in order (reversible with `.rev()`).
+    pub fn iter(&self) -> Result<DbIter> {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// The keys within `range` in order, e.g. `db.range("a".."c")` (reversible).
+    /// An empty or inverted range yields nothing.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
+        let (lower, upper) = owned_bounds(&range);
+        let core = self.core();
+        core.iter_at(core.read_seqno(), lower, upper)
+    }
+
+    /// The keys starting with `prefix`, in order (reversible).
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Result<DbIter> {
+        let (lower, upper) = prefix_bounds(prefix.as_ref());
+        let core = self.core();
+        core.iter_at(core.read_seqno(), lower, upper)
+    }
+
+    /// A consistent read view at the current state, unaffected by later writes.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let core = self.core();
+        core.check_open()?;
+        let seqno = core.read_seqno();
+        core.snapshots.register(seqno);
+        Ok(Snapshot { db: self.clone(), seqno })
+    }
+}
+
+/// A read-only view of the database at one moment. Keeps the database open.
+pub struct Snapshot {
+    db: Db,
+    seqno: SeqNo,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("seqno", &self.seqno).finish()
+    }
+}
+
+impl Snapshot {
+    /// The seqno this snapshot reads at.
+    pub fn seqno(&self) -> SeqNo {
+        self.seqno
+    }
+
+    /// The value of `key` at the snapshot.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.db.core().get_at(key.as_ref(), self.seqno)
+    }
+
+    /// Every key at the snapshot.
+    pub fn iter(&self) -> Result<DbIter> {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// The keys within `range` at the snapshot.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
+        let (lower, upper) = owned_bounds(&range);
+        self.db.core().iter_at(self.seqno, lower, upper)
+    }
+
+    /// The keys starting with `prefix` at the snapshot.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Result<DbIter> {
+        let (lower, upper) = prefix_bounds(prefix.as_ref());
+        self.db.core().iter_at(self.seqno, lower, upper)
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.db.core().snapshots.release(self.seqno);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds_cover_exactly_the_prefix() {
+        let b = |s: &[u8]| Bytes::copy_from_slice(s);
+        assert_eq!(prefix_bounds(b"ab"), (Bound::Included(b(b"ab")), Bound::Excluded(b(b"ac"))));
+        assert_eq!(
+            prefix_bounds(b"a\xff"),
+            (Bound::Included(b(b"a\xff")), Bound::Excluded(b(b"b")))
+        );
+        assert_eq!(prefix_bounds(b"\xff\xff").1, Bound::Unbounded);
+        assert_eq!(prefix_bounds(b"").1, Bound::Unbounded);
+    }
+}

@@ -1,0 +1,196 @@
+//! Opening a database: lock, manifest, tables, WAL replay, clean-up.
+//!
+//! # Steps
+//! 1. Validate options, create the directory if allowed, take the `LOCK` file.
+//! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
+//!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
+//!    new database: treating it as new would delete the data.
+//! 3. Check that every table and every WAL segment in `[log_number, last_wal]` the
+//!    manifest names exists (missing → `Error::Corruption`), and open the tables.
+//! 4. Replay the segments in order into memtables, skipping seqnos the manifest says
+//!    were already flushed; a memtable that fills up is frozen and flushed later.
+//!    Only the newest segment may end in a torn record.
+//! 5. Start a new WAL segment, write a fresh manifest snapshot naming it, and point
+//!    `CURRENT` at it.
+//! 6. Remove every file the manifest does not name (orphans of a crash).
+//! 7. Inject the highest seqno seen into the active memtable: no seqno is reused.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::cache::BlockCache;
+use crate::error::{Corruption, Error, Result};
+use crate::manifest::{CURRENT, Manifest, ManifestState};
+use crate::memtable::{FrozenMemtable, Memtable};
+use crate::options::Options;
+use crate::sstable::Table;
+use crate::version::{ReadView, TableHandle, Version};
+use crate::wal::{WalWriter, replay_segment, segment_file_name};
+
+use super::files::{FileKind, LOCK_FILE, classify, table_file_name};
+use super::write::{WriterState, apply_group_payload};
+use super::{DbCore, read::SnapshotRegistry};
+
+pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
+    options.validate()?;
+    let fs = options.fs.clone();
+    if !options.create_if_missing && !fs.exists(&dir.join(CURRENT)) {
+        return Err(Error::invalid(format!(
+            "no database in {} and create_if_missing is false",
+            dir.display()
+        )));
+    }
+    fs.create_dir_all(dir)?;
+    let lock =
+        fs.try_lock(&dir.join(LOCK_FILE))?.ok_or_else(|| Error::Locked(dir.to_path_buf()))?;
+
+    let names = fs.list_dir(dir)?;
+    let mut state = if fs.exists(&dir.join(CURRENT)) {
+        if options.error_if_exists {
+            return Err(Error::invalid(format!("a database exists in {}", dir.display())));
+        }
+        Manifest::load(&*fs, dir)?
+    } else {
+        if let Some(name) =
+            names.iter().find(|n| matches!(classify(n), FileKind::Table(_) | FileKind::Manifest(_)))
+        {
+            return Err(Corruption::new(0, format!("{CURRENT} is missing but {name} exists"))
+                .in_file(dir.join(CURRENT)));
+        }
+        ManifestState { next_file_number: 1, ..ManifestState::new(uuid::Uuid::new_v4()) }
+    };
+
+    let require = |name: String, what: &str| -> Result<()> {
+        if names.contains(&name) {
+            Ok(())
+        } else {
+            Err(Corruption::new(0, format!("{what} named by the manifest is missing"))
+                .in_file(dir.join(name)))
+        }
+    };
+    for number in state.tables.keys() {
+        require(table_file_name(*number), "table")?;
+    }
+    let segments: Vec<u64> = if state.last_wal == 0 {
+        Vec::new()
+    } else {
+        (state.log_number.max(1)..=state.last_wal).collect()
+    };
+    for &number in &segments {
+        require(segment_file_name(number), "WAL segment")?;
+    }
+
+    let cache = Arc::new(BlockCache::new(options.block_cache_size));
+    let mut tables = Vec::with_capacity(state.tables.len());
+    for meta in state.tables.values() {
+        let table =
+            Table::open(&*fs, &dir.join(table_file_name(meta.number)), meta.number, cache.clone())?;
+        tables.push(Arc::new(TableHandle::new(Arc::new(table), meta.clone())));
+    }
+
+    // Replay. Memtables that fill up are frozen, oldest first in `frozen`.
+    let flushed_through = state.last_seqno;
+    let mut frozen: Vec<Arc<Memtable>> = Vec::new();
+    let mut active = Memtable::new(segments.first().copied().unwrap_or(0));
+    active.inject_max_lsn(flushed_through);
+    for (i, &number) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        replay_segment(&*fs, dir, number, state.db_id, is_last, options.wal_recovery, |record| {
+            let payload = Bytes::copy_from_slice(record);
+            apply_group_payload(&active, &payload, flushed_through).map_err(|offset| {
+                Corruption::new(offset as u64, "WAL record holds an undecodable batch")
+                    .in_file(std::path::PathBuf::new())
+            })?;
+            if active.approximate_size() >= options.write_buffer_size {
+                let next = Memtable::new(number);
+                next.inject_max_lsn(active.max_lsn());
+                frozen.push(Arc::new(std::mem::replace(&mut active, next)));
+            }
+            Ok(())
+        })?;
+    }
+    let max_lsn = active.max_lsn();
+
+    // A new segment for new writes, named by a fresh manifest snapshot.
+    let wal_number = state.next_file_number.max(1);
+    let manifest_number = wal_number + 1;
+    state.next_file_number = manifest_number + 1;
+    let wal = WalWriter::create(&*fs, dir, wal_number, state.db_id)?;
+    frozen.retain(|m| !m.is_empty());
+    if frozen.is_empty() && active.is_empty() {
+        // Everything replayed was flushed already: older segments are not needed.
+        active = Memtable::new(wal_number);
+        active.inject_max_lsn(max_lsn);
+        state.log_number = wal_number;
+    } else {
+        state.log_number = frozen.first().map_or(active.first_wal(), |m| m.first_wal());
+    }
+    state.last_wal = wal_number;
+    let manifest = Manifest::create(
+        fs.clone(),
+        dir,
+        manifest_number,
+        state.clone(),
+        options.max_manifest_size,
+    )?;
+
+    remove_unnamed_files(&*fs, dir, &state, manifest_number)?;
+
+    let view = ReadView {
+        active: Arc::new(active),
+        frozen: frozen.into_iter().rev().map(FrozenMemtable::new).collect(),
+        version: Arc::new(Version::new(tables)),
+    };
+    Ok(DbCore {
+        dir: dir.to_path_buf(),
+        fs,
+        db_id: state.db_id,
+        cache,
+        view: ArcSwap::from_pointee(view),
+        install_lock: Mutex::new(()),
+        visible_seqno: AtomicU64::new(max_lsn),
+        commit: Default::default(),
+        writer: Mutex::new(WriterState { wal }),
+        manifest: Mutex::new(manifest),
+        next_file_number: AtomicU64::new(state.next_file_number),
+        background: Default::default(),
+        snapshots: SnapshotRegistry::default(),
+        stats: Default::default(),
+        closed: AtomicBool::new(false),
+        lock: Mutex::new(Some(lock)),
+        options,
+    })
+}
+
+/// Removes tables, WAL segments, manifests and temporary files the manifest does not
+/// name: leftovers of a crash in the middle of a flush, rotation or open.
+fn remove_unnamed_files(
+    fs: &dyn crate::fs::FileSystem,
+    dir: &Path,
+    state: &ManifestState,
+    manifest_number: u64,
+) -> Result<()> {
+    let mut removed = false;
+    for name in fs.list_dir(dir)? {
+        let live = match classify(&name) {
+            FileKind::Table(n) => state.tables.contains_key(&n),
+            FileKind::Wal(n) => (state.log_number..=state.last_wal).contains(&n),
+            FileKind::Manifest(n) => n == manifest_number,
+            FileKind::Temp => false,
+            FileKind::Fixed | FileKind::Unknown => true,
+        };
+        if !live {
+            fs.remove_file(&dir.join(&name))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)?;
+    }
+    Ok(())
+}

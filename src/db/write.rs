@@ -1,0 +1,223 @@
+//! The write path: group commit, WAL append, memtable insert, memtable rotation and
+//! write backpressure.
+//!
+//! # Group commit
+//! A writer appends its encoded batch to the pending group under the queue lock. If
+//! no leader is active it becomes the leader: it takes the whole pending group,
+//! releases the queue lock, writes the group as **one** WAL record with **one** fsync
+//! (if any member asked for sync), inserts it into the memtable and publishes the
+//! group's last seqno. Writers that arrive meanwhile form the next group and wait;
+//! when the leader is done one of them leads the next group. So N concurrent sync
+//! writers pay for far fewer than N fsyncs.
+//!
+//! # Invariants
+//! - Only the leader, holding [`WriterState`]'s lock, writes the WAL or the active
+//!   memtable, or rotates them; so seqnos are assigned in WAL order.
+//! - A group's seqnos become visible to readers only after all of its entries are in
+//!   the memtable (`visible_seqno` is stored last), so a batch is never half visible.
+//! - A failed WAL write or sync stops all later writes (`Error::Background`): after
+//!   a failed fsync the OS page cache can no longer be trusted.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::batch::{BatchOp, GroupBuilder, WriteBatch, decode_group};
+use crate::error::{Error, Result};
+use crate::key::{MAX_SEQNO, SeqNo, ValueKind};
+use crate::manifest::VersionEdit;
+use crate::memtable::{FrozenMemtable, Memtable};
+use crate::version::ReadView;
+use crate::wal::WalWriter;
+
+use super::DbCore;
+
+/// The state only the commit leader touches.
+pub(crate) struct WriterState {
+    pub(crate) wal: WalWriter,
+}
+
+/// Writers waiting to be committed.
+#[derive(Default)]
+pub(crate) struct CommitQueue {
+    state: Mutex<QueueState>,
+    committed: Condvar,
+}
+
+struct QueueState {
+    pending: GroupBuilder,
+    pending_sync: bool,
+    /// The id of the group now being filled.
+    pending_id: u64,
+    leader_active: bool,
+    /// Every group with an id up to this one is finished.
+    finished_through: u64,
+    /// The first group that failed, and why; it and every later group failed.
+    failed_from: Option<(u64, String)>,
+}
+
+impl Default for QueueState {
+    fn default() -> Self {
+        QueueState {
+            pending: GroupBuilder::new(),
+            pending_sync: false,
+            pending_id: 1,
+            leader_active: false,
+            finished_through: 0,
+            failed_from: None,
+        }
+    }
+}
+
+/// Sleep imposed on a write when flushes are falling behind.
+const SLOWDOWN: Duration = Duration::from_millis(1);
+
+impl DbCore {
+    /// Commits `batch`, returning when it is in the WAL (synced if `sync`) and visible.
+    pub(crate) fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+        self.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut queue = self.commit.state.lock();
+        if !queue.pending.append(batch) {
+            return Err(Error::invalid("too many operations in concurrent batches"));
+        }
+        queue.pending_sync |= sync;
+        let my_group = queue.pending_id;
+        loop {
+            if queue.finished_through >= my_group {
+                return match &queue.failed_from {
+                    Some((first, why)) if *first <= my_group => Err(Error::Background(why.clone())),
+                    _ => Ok(()),
+                };
+            }
+            if !queue.leader_active {
+                self.lead_group(&mut queue);
+                continue;
+            }
+            self.commit.committed.wait(&mut queue);
+        }
+    }
+
+    /// Takes the pending group and commits it with the queue lock released.
+    fn lead_group(&self, queue: &mut MutexGuard<'_, QueueState>) {
+        queue.leader_active = true;
+        let group = std::mem::replace(&mut queue.pending, GroupBuilder::new());
+        let sync = std::mem::take(&mut queue.pending_sync);
+        let id = queue.pending_id;
+        queue.pending_id += 1;
+        let result = MutexGuard::unlocked(queue, || self.commit_group(group, sync));
+        if let Err(e) = result {
+            let why = e.to_string();
+            self.set_background_error(&why);
+            queue.failed_from.get_or_insert((id, why));
+        }
+        queue.finished_through = id;
+        queue.leader_active = false;
+        self.commit.committed.notify_all();
+    }
+
+    fn commit_group(&self, group: GroupBuilder, sync: bool) -> Result<()> {
+        let mut writer = self.writer.lock();
+        self.check_writable()?;
+        self.make_room_for_write(&mut writer)?;
+        let view = self.view.load();
+        let active = &view.active;
+        let base = active.max_lsn() + 1;
+        let last = base + u64::from(group.count()) - 1;
+        if last > MAX_SEQNO {
+            return Err(Error::Background("sequence numbers exhausted".into()));
+        }
+        let payload = group.finish(base);
+        writer.wal.append(&payload)?;
+        if sync {
+            writer.wal.sync()?;
+        }
+        self.stats.wal_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        apply_group_payload(active, &Bytes::from(payload), 0)
+            .map_err(|_| Error::Background("an encoded group failed to decode".into()))?;
+        self.visible_seqno.store(last, Ordering::Release);
+        Ok(())
+    }
+
+    /// Rotates the memtable when it is full, slowing or stalling the writer while too
+    /// many frozen memtables wait for flush.
+    fn make_room_for_write(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
+        let mut slowed = false;
+        loop {
+            let view = self.view.load();
+            if view.active.approximate_size() < self.options.write_buffer_size {
+                return Ok(());
+            }
+            let frozen = view.frozen.len();
+            if frozen >= self.options.max_frozen_memtables {
+                let started = Instant::now();
+                self.wait_for_flush_progress()?;
+                self.stats.record_stall(started.elapsed());
+                continue;
+            }
+            if !slowed && frozen + 1 >= self.options.max_frozen_memtables {
+                slowed = true;
+                MutexGuard::unlocked(writer, || std::thread::sleep(SLOWDOWN));
+                self.stats.record_slowdown(SLOWDOWN);
+                continue;
+            }
+            return self.freeze_active_memtable(writer);
+        }
+    }
+
+    /// Freezes the active memtable and starts a new one with a new WAL segment.
+    ///
+    /// The old segment is synced first: only the newest segment may end torn.
+    pub(crate) fn freeze_active_memtable(
+        &self,
+        writer: &mut MutexGuard<'_, WriterState>,
+    ) -> Result<()> {
+        let number = self.new_file_number();
+        writer.wal.sync()?;
+        let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id)?;
+        self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })?;
+        writer.wal = wal;
+        let _install = self.install_lock.lock();
+        let view = self.view.load();
+        let fresh = Memtable::new(number);
+        fresh.inject_max_lsn(view.active.max_lsn());
+        let mut frozen = Vec::with_capacity(view.frozen.len() + 1);
+        frozen.push(FrozenMemtable::new(view.active.clone()));
+        frozen.extend(view.frozen.iter().cloned());
+        self.view.store(Arc::new(ReadView {
+            active: Arc::new(fresh),
+            frozen,
+            version: view.version.clone(),
+        }));
+        self.background.wake_flusher();
+        Ok(())
+    }
+}
+
+/// Inserts every operation of a group payload with a seqno above `skip_through` into
+/// `memtable`. Keys and values are slices of `payload`, so this allocates nothing per
+/// entry but the skiplist node. `Err` holds the offset of undecodable bytes.
+pub(crate) fn apply_group_payload(
+    memtable: &Memtable,
+    payload: &Bytes,
+    skip_through: SeqNo,
+) -> Result<(), usize> {
+    for (seqno, op) in decode_group(payload)? {
+        if seqno <= skip_through {
+            continue;
+        }
+        match op {
+            BatchOp::Put { key, value } => memtable.insert(key, seqno, ValueKind::Put, value),
+            BatchOp::Delete { key } => memtable.insert(key, seqno, ValueKind::Delete, Bytes::new()),
+            BatchOp::RangeDelete { start, end } => {
+                memtable.insert_range_tombstone(start, end, seqno)
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The live data sources of the tree and the point-lookup algorithm over them.
+//!
+//! A [`Version`] is an immutable set of open SSTables; a [`ReadView`] adds the active
+//! and frozen memtables. Both are shared by `Arc` and replaced, never mutated: a reader
+//! or iterator keeps the view it started with, and so every file in it stays open.
+//!
+//! # Invariants
+//! - Sources are ordered by their highest seqno, newest first: the active memtable,
+//!   frozen memtables (newest first), then tables by `max_seqno` descending.
+//! - A version of a key is hidden by a range tombstone with a higher seqno (seqnos are
+//!   unique, so never equal) that covers the key and is visible at the snapshot.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::iter::EntrySource;
+use crate::key::{Entry, SeqNo, ValueKind};
+use crate::manifest::TableMeta;
+use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor};
+use crate::sstable::Table;
+use crate::tombstones::TombstoneIndex;
+
+/// An open SSTable with what the read path needs beside it.
+#[derive(Debug)]
+pub struct TableHandle {
+    /// The open file.
+    pub table: Arc<Table>,
+    /// Its range tombstones, fragmented for lookups.
+    pub tombstones: TombstoneIndex,
+    /// What the manifest records about it.
+    pub meta: TableMeta,
+}
+
+impl TableHandle {
+    /// Wraps an open table.
+    pub fn new(table: Arc<Table>, meta: TableMeta) -> TableHandle {
+        let tombstones = TombstoneIndex::new(table.range_tombstones().iter().cloned());
+        TableHandle { table, tombstones, meta }
+    }
+
+    /// True if the table's key range may intersect `(lower, upper)`.
+    pub fn overlaps(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
+        let (smallest, largest) = (self.meta.smallest.as_ref(), self.meta.largest.as_ref());
+        let above_lower = match lower {
+            Bound::Included(k) => largest >= k,
+            Bound::Excluded(k) => largest > k,
+            Bound::Unbounded => true,
+        };
+        let below_upper = match upper {
+            Bound::Included(k) | Bound::Excluded(k) => smallest <= k,
+            Bound::Unbounded => true,
+        };
+        above_lower && below_upper
+    }
+
+    fn may_hold(&self, key: &[u8]) -> bool {
+        self.meta.smallest.as_ref() <= key && key <= self.meta.largest.as_ref()
+    }
+}
+
+/// An immutable set of SSTables.
+#[derive(Debug, Default)]
+pub struct Version {
+    /// Newest (highest `max_seqno`) first.
+    tables: Vec<Arc<TableHandle>>,
+}
+
+impl Version {
+    /// A version holding `tables` (any order).
+    pub fn new(mut tables: Vec<Arc<TableHandle>>) -> Version {
+        tables.sort_by_key(|t| std::cmp::Reverse(t.meta.max_seqno));
+        Version { tables }
+    }
+
+    /// A new version with `table` added.
+    pub fn with_table(&self, table: Arc<TableHandle>) -> Version {
+        let mut tables = self.tables.clone();
+        tables.push(table);
+        Version::new(tables)
+    }
+
+    /// The tables, newest first.
+    pub fn tables(&self) -> &[Arc<TableHandle>] {
+        &self.tables
+    }
+}
+
+/// Everything a read needs: memtables and the current version.
+#[derive(Debug)]
+pub struct ReadView {
+    /// The memtable taking writes.
+    pub active: Arc<Memtable>,
+    /// Memtables waiting for flush, newest first.
+    pub frozen: Vec<FrozenMemtable>,
+    /// The SSTables.
+    pub version: Arc<Version>,
+}
+
+impl ReadView {
+    /// The memtables, newest first.
+    pub fn memtables(&self) -> impl Iterator<Item = &Arc<Memtable>> {
+        std::iter::once(&self.active).chain(self.frozen.iter().map(|f| f.memtable()))
+    }
+
+    /// The value of `key` at `snapshot`, or `None` if absent or deleted.
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Bytes>> {
+        let mut lookup = Lookup::default();
+        for memtable in self.memtables() {
+            if lookup.settled_before(memtable.max_lsn()) {
+                break;
+            }
+            lookup.tombstone(memtable.max_covering_tombstone(key, snapshot));
+            lookup.version(memtable.get(key, snapshot));
+        }
+        for handle in &self.version.tables {
+            if lookup.settled_before(handle.meta.max_seqno) {
+                break;
+            }
+            if !handle.may_hold(key) {
+                continue;
+            }
+            lookup.tombstone(handle.tombstones.max_covering(key, snapshot));
+            if handle.meta.min_seqno <= snapshot {
+                lookup.version(handle.table.get(key, snapshot)?);
+            }
+        }
+        Ok(lookup.into_value())
+    }
+
+    /// One source per memtable and overlapping table for a scan of `(lower, upper)`.
+    pub fn sources(
+        &self,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> Vec<EntrySource> {
+        let mut sources: Vec<EntrySource> = Vec::new();
+        for memtable in self.memtables() {
+            if memtable.point_count() > 0 {
+                let cursor = MemtableCursor::new(memtable.clone(), lower, upper, reverse);
+                sources.push(Box::new(cursor.map(Ok)));
+            }
+        }
+        let owned = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
+        for handle in self.version.tables.iter().filter(|h| h.overlaps(lower, upper)) {
+            if handle.table.properties().entry_count == 0 {
+                continue;
+            }
+            let iter = handle.table.iter(owned(lower), owned(upper));
+            if reverse {
+                sources.push(Box::new(iter.rev()));
+            } else {
+                sources.push(Box::new(iter));
+            }
+        }
+        sources
+    }
+
+    /// The range tombstones that may affect a scan of `(lower, upper)`, indexed.
+    pub fn tombstone_indexes(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> TombstoneSet {
+        let mut set = TombstoneSet::default();
+        let memtable_tombstones: Vec<_> =
+            self.memtables().flat_map(|m| m.range_tombstones()).collect();
+        if !memtable_tombstones.is_empty() {
+            set.memtables = TombstoneIndex::new(memtable_tombstones);
+        }
+        set.tables = self
+            .version
+            .tables
+            .iter()
+            .filter(|h| !h.tombstones.is_empty() && h.overlaps(lower, upper))
+            .cloned()
+            .collect();
+        set
+    }
+}
+
+/// Range tombstones consulted by a scan.
+#[derive(Debug, Default)]
+pub struct TombstoneSet {
+    memtables: TombstoneIndex,
+    tables: Vec<Arc<TableHandle>>,
+}
+
+impl TombstoneSet {
+    /// The highest visible tombstone seqno covering `key`, if any.
+    pub fn max_covering(&self, key: &[u8], snapshot: SeqNo) -> Option<SeqNo> {
+        let tables = self.tables.iter().filter_map(|h| h.tombstones.max_covering(key, snapshot));
+        self.memtables.max_covering(key, snapshot).into_iter().chain(tables).max()
+    }
+}
+
+/// The state of a point lookup as it visits sources from newest to oldest.
+#[derive(Debug, Default)]
+struct Lookup {
+    newest: Option<Entry>,
+    tombstone: Option<SeqNo>,
+}
+
+impl Lookup {
+    /// True once nothing in a source whose seqnos are at most `max_seqno` can change
+    /// the answer: it could neither be newer than the version found nor escape the
+    /// covering tombstone found.
+    fn settled_before(&self, max_seqno: SeqNo) -> bool {
+        let found = self.newest.as_ref().map(|e| e.seqno);
+        found.max(self.tombstone).is_some_and(|s| s >= max_seqno)
+    }
+
+    fn tombstone(&mut self, seqno: Option<SeqNo>) {
+        self.tombstone = self.tombstone.max(seqno);
+    }
+
+    fn version(&mut self, entry: Option<Entry>) {
+        if let Some(entry) = entry
+            && self.newest.as_ref().is_none_or(|n| entry.seqno > n.seqno)
+        {
+            self.newest = Some(entry);
+        }
+    }
+
+    fn into_value(self) -> Option<Bytes> {
+        let entry = self.newest?;
+        let hidden = self.tombstone.is_some_and(|t| t > entry.seqno);
+        (entry.kind == ValueKind::Put && !hidden).then_some(entry.value)
+    }
+}
