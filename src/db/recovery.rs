@@ -5,8 +5,10 @@
 //! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
 //!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
 //!    new database: treating it as new would delete the data.
-//! 3. Check that every table and every WAL segment in `[log_number, last_wal]` the
-//!    manifest names exists (missing → `Error::Corruption`), and open the tables.
+//! 3. Check that every table the manifest names exists, and the WAL segments
+//!    `log_number` and `last_wal` (missing → `Error::Corruption`); open the tables.
+//!    Segment numbers are sparse (tables and manifests share the counter), so the
+//!    segments to replay are the WAL files numbered within `[log_number, last_wal]`.
 //! 4. Replay the segments in order into memtables, skipping seqnos the manifest says
 //!    were already flushed; a memtable that fills up is frozen and flushed later.
 //!    Only the newest segment may end in a torn record.
@@ -76,14 +78,26 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
     for number in state.tables.keys() {
         require(table_file_name(*number), "table")?;
     }
+    // Segment numbers come from the file-number counter shared with tables and
+    // manifests, so the live segments are the WAL files numbered within
+    // `[log_number, last_wal]`, not every number in it. The first and the last must be
+    // there: `log_number` is the oldest memtable's first segment, `last_wal` the newest.
     let segments: Vec<u64> = if state.last_wal == 0 {
         Vec::new()
     } else {
-        (state.log_number.max(1)..=state.last_wal).collect()
+        let first = state.log_number.max(1);
+        require(segment_file_name(first), "WAL segment")?;
+        require(segment_file_name(state.last_wal), "WAL segment")?;
+        let mut present: Vec<u64> = names
+            .iter()
+            .filter_map(|name| match classify(name) {
+                FileKind::Wal(n) if (first..=state.last_wal).contains(&n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        present.sort_unstable();
+        present
     };
-    for &number in &segments {
-        require(segment_file_name(number), "WAL segment")?;
-    }
 
     let cache = Arc::new(BlockCache::new(options.block_cache_size));
     let mut tables = Vec::with_capacity(state.tables.len());
