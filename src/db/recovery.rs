@@ -17,7 +17,7 @@
 //! 6. Remove every file the manifest does not name (orphans of a crash).
 //! 7. Inject the highest seqno seen into the active memtable: no seqno is reused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
@@ -26,13 +26,15 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::cache::BlockCache;
+use crate::coding::Decoder;
 use crate::error::{Corruption, Error, Result};
+use crate::key::SeqNo;
 use crate::manifest::{CURRENT, Manifest, ManifestState};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::Options;
 use crate::sstable::Table;
 use crate::version::{ReadView, TableHandle, Version};
-use crate::wal::{WalWriter, replay_segment, segment_file_name};
+use crate::wal::{ReplayOutcome, WalWriter, replay_segment, segment_file_name};
 
 use super::files::{FileKind, LOCK_FILE, classify, table_file_name};
 use super::write::{WriterState, apply_group_payload};
@@ -67,12 +69,20 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         ManifestState { next_file_number: 1, ..ManifestState::new(uuid::Uuid::new_v4()) }
     };
 
+    // A named file that is missing is reported against the manifest naming it: from
+    // here a deleted file and a manifest that lost or garbled edits look the same, and
+    // the manifest is the file whose content disagrees with the directory.
+    let manifest_path = if fs.exists(&dir.join(CURRENT)) {
+        Manifest::current_path(&*fs, dir)?
+    } else {
+        dir.join(CURRENT)
+    };
     let require = |name: String, what: &str| -> Result<()> {
         if names.contains(&name) {
             Ok(())
         } else {
-            Err(Corruption::new(0, format!("{what} named by the manifest is missing"))
-                .in_file(dir.join(name)))
+            Err(Corruption::new(0, format!("{what} {name} named by the manifest is missing"))
+                .in_file(&manifest_path))
         }
     };
     for number in state.tables.keys() {
@@ -112,21 +122,33 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
     let mut frozen: Vec<Arc<Memtable>> = Vec::new();
     let mut active = Memtable::new(segments.first().copied().unwrap_or(0));
     active.inject_max_lsn(flushed_through);
+    let mut seqnos = SeqnoContinuity::new(flushed_through);
     for (i, &number) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
-        replay_segment(&*fs, dir, number, state.db_id, is_last, options.wal_recovery, |record| {
-            let payload = Bytes::copy_from_slice(record);
-            apply_group_payload(&active, &payload, flushed_through).map_err(|offset| {
-                Corruption::new(offset as u64, "WAL record holds an undecodable batch")
-                    .in_file(std::path::PathBuf::new())
-            })?;
-            if active.approximate_size() >= options.write_buffer_size {
-                let next = Memtable::new(number);
-                next.inject_max_lsn(active.max_lsn());
-                frozen.push(Arc::new(std::mem::replace(&mut active, next)));
-            }
-            Ok(())
-        })?;
+        let mut first_in_segment = true;
+        let outcome = replay_segment(
+            &*fs,
+            dir,
+            number,
+            state.db_id,
+            is_last,
+            options.wal_recovery,
+            |record| {
+                seqnos.check(record, std::mem::take(&mut first_in_segment))?;
+                let payload = Bytes::copy_from_slice(record);
+                apply_group_payload(&active, &payload, flushed_through).map_err(|offset| {
+                    Corruption::new(offset as u64, "WAL record holds an undecodable batch")
+                        .in_file(std::path::PathBuf::new())
+                })?;
+                if active.approximate_size() >= options.write_buffer_size {
+                    let next = Memtable::new(number);
+                    next.inject_max_lsn(active.max_lsn());
+                    frozen.push(Arc::new(std::mem::replace(&mut active, next)));
+                }
+                Ok(())
+            },
+        )?;
+        seqnos.end_segment(dir.join(segment_file_name(number)), &outcome);
     }
     let max_lsn = active.max_lsn();
 
@@ -207,4 +229,60 @@ fn remove_unnamed_files(
         fs.sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Checks that the replayed WAL records continue each other's seqnos.
+///
+/// Every commit group takes the seqnos right after the previous group's, and the
+/// first unflushed group starts at or before `last_seqno + 1` of the manifest. A
+/// segment truncated at a record boundary, or a missing segment between two others,
+/// leaves no damaged record behind, only a gap in the seqnos: without this check such
+/// a loss of acknowledged writes would go unnoticed. The gap is blamed on the segment
+/// replayed before it, at the end of its valid records.
+struct SeqnoContinuity {
+    /// The seqno the next group must start at (`exact`) or at or before (first group).
+    expected: SeqNo,
+    exact: bool,
+    /// The segment replayed before the current one and where its records ended.
+    previous: Option<(PathBuf, u64)>,
+}
+
+impl SeqnoContinuity {
+    fn new(flushed_through: SeqNo) -> Self {
+        SeqnoContinuity { expected: flushed_through + 1, exact: false, previous: None }
+    }
+
+    /// Checks one record (a commit group: `base_seqno u64 | count u32 | ops`).
+    fn check(&mut self, record: &[u8], first_in_segment: bool) -> Result<()> {
+        let mut d = Decoder::new(record);
+        let (Some(base), Some(count)) = (d.u64(), d.u32()) else {
+            // Undecodable: reported by the batch decoder.
+            return Ok(());
+        };
+        let fits = if self.exact { base == self.expected } else { base <= self.expected };
+        if !fits {
+            let message = format!(
+                "WAL records are missing: the next record starts at seqno {base}, expected {}",
+                self.expected
+            );
+            return Err(match (&self.previous, first_in_segment) {
+                (Some((path, end)), true) => Corruption::new(*end, message).in_file(path),
+                // Located by `replay_segment` at the current record.
+                _ => Corruption::new(0, message).in_file(PathBuf::new()),
+            });
+        }
+        self.expected = base.saturating_add(u64::from(count));
+        self.exact = true;
+        Ok(())
+    }
+
+    /// Notes the end of a segment. After damage skipped in salvage mode a gap is
+    /// expected, so the next group may start anywhere.
+    fn end_segment(&mut self, path: PathBuf, outcome: &ReplayOutcome) {
+        if outcome.skipped_damage.is_some() {
+            self.expected = SeqNo::MAX;
+            self.exact = false;
+        }
+        self.previous = Some((path, outcome.valid_len));
+    }
 }

@@ -136,17 +136,21 @@ impl Manifest {
     /// Reads `CURRENT` in `dir` and replays the manifest it names.
     ///
     /// A missing or garbled `CURRENT` is [`Error::Corruption`] naming `CURRENT` (check
-    /// that it exists first to tell "no database here" apart). A missing or damaged
-    /// manifest is [`Error::Corruption`] naming it; only a torn last record is dropped.
+    /// that it exists first to tell "no database here" apart), and so is a `CURRENT`
+    /// naming a manifest that is missing. A damaged manifest is [`Error::Corruption`]
+    /// naming it; only a torn last record is dropped.
     pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<ManifestState> {
         let current = dir.join(CURRENT);
         let number = current_manifest_number(fs, dir)?;
         let path = dir.join(manifest_file_name(number));
         let data = fs.read_all(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Corruption::new(0, format!("manifest named by {} is missing", current.display()))
-                    .in_file(&path)
-            }
+            // `CURRENT` is the file whose content no longer matches the directory
+            // (a flipped digit names a manifest that never existed).
+            std::io::ErrorKind::NotFound => Corruption::new(
+                0,
+                format!("{CURRENT} names {}, which is missing", manifest_file_name(number)),
+            )
+            .in_file(&current),
             _ => Error::Io(e),
         })?;
         check_header(&data).map_err(|c| c.in_file(&path))?;
@@ -181,6 +185,12 @@ impl Manifest {
             .in_file(&path));
         }
         Ok(state)
+    }
+
+    /// The path of the manifest file `CURRENT` in `dir` names (corruption naming
+    /// `CURRENT` if it is missing or garbled).
+    pub fn current_path(fs: &dyn FileSystem, dir: &Path) -> Result<PathBuf> {
+        Ok(dir.join(manifest_file_name(current_manifest_number(fs, dir)?)))
     }
 
     /// Makes `edit` durable and applies it to the state.
@@ -487,9 +497,9 @@ mod tests {
             std::fs::write(&current, garbage).unwrap();
             expect_corruption(Manifest::load(&OsFs, dir.path()), &current);
         }
-        // CURRENT naming a manifest that is not there.
+        // CURRENT naming a manifest that is not there (e.g. a flipped digit).
         std::fs::write(&current, "MANIFEST-000009\n").unwrap();
-        expect_corruption(Manifest::load(&OsFs, dir.path()), &dir.path().join("MANIFEST-000009"));
+        expect_corruption(Manifest::load(&OsFs, dir.path()), &current);
     }
 
     #[test]
