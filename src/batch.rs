@@ -42,6 +42,12 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
+    /// An empty batch with room for `bytes` of encoded operations (about the sum of
+    /// key and value lengths plus a few bytes per operation).
+    pub fn with_capacity(bytes: usize) -> WriteBatch {
+        WriteBatch { rep: Vec::with_capacity(bytes), count: 0 }
+    }
+
     /// Sets `key` to `value`.
     ///
     /// `Error::InvalidArgument` if the key exceeds 64 KiB or the value 256 MiB
@@ -153,13 +159,18 @@ pub(crate) struct GroupBuilder {
 }
 
 impl GroupBuilder {
+    /// An empty group; it allocates when the first batch joins.
     pub(crate) fn new() -> GroupBuilder {
-        GroupBuilder { buf: vec![0; GROUP_HEADER_LEN], count: 0 }
+        GroupBuilder { buf: Vec::new(), count: 0 }
     }
 
     /// Appends a batch; `false` (and nothing appended) if the count would overflow.
     pub(crate) fn append(&mut self, batch: &WriteBatch) -> bool {
         let Some(count) = self.count.checked_add(batch.count()) else { return false };
+        if self.buf.is_empty() {
+            self.buf.reserve_exact(GROUP_HEADER_LEN + batch.encoded_ops().len());
+            self.buf.resize(GROUP_HEADER_LEN, 0);
+        }
         self.buf.extend_from_slice(batch.encoded_ops());
         self.count = count;
         true
@@ -171,44 +182,80 @@ impl GroupBuilder {
 
     /// Stamps the base seqno and returns the finished payload.
     pub(crate) fn finish(mut self, base_seqno: SeqNo) -> Vec<u8> {
+        if self.buf.is_empty() {
+            self.buf.resize(GROUP_HEADER_LEN, 0);
+        }
         self.buf[0..8].copy_from_slice(&base_seqno.to_le_bytes());
         self.buf[8..12].copy_from_slice(&self.count.to_le_bytes());
         self.buf
     }
 }
 
-/// Decodes a group payload into `(seqno, op)` pairs, slicing `payload` without copies.
-///
-/// Errors carry the offset within the payload of the first undecodable byte.
-pub(crate) fn decode_group(payload: &Bytes) -> std::result::Result<Vec<(SeqNo, BatchOp)>, usize> {
-    let mut d = Decoder::new(payload);
-    let (Some(base), Some(count)) = (d.u64(), d.u32()) else { return Err(0) };
-    let mut ops = Vec::with_capacity((count as usize).min(payload.len()));
-    let slice = |d: &mut Decoder<'_>| -> Option<Bytes> {
-        let start = d.position();
-        let bytes = d.length_prefixed()?;
-        let offset = start + (d.position() - start - bytes.len());
-        Some(payload.slice(offset..offset + bytes.len()))
-    };
-    for i in 0..u64::from(count) {
-        let at = d.position();
-        let op = match d.u8() {
-            Some(TAG_PUT) => {
-                slice(&mut d).and_then(|key| Some(BatchOp::Put { key, value: slice(&mut d)? }))
+/// Decodes a group payload lazily into `(seqno, op)` pairs whose byte fields slice
+/// `payload` (no copies, no allocation). A decoding error carries the offset within
+/// the payload of the first undecodable byte and ends the iteration.
+pub(crate) fn decode_group(payload: &Bytes) -> Result<GroupOps<'_>, usize> {
+    let mut decoder = Decoder::new(payload);
+    let (Some(base), Some(count)) = (decoder.u64(), decoder.u32()) else { return Err(0) };
+    Ok(GroupOps { payload, decoder, next_seqno: base, remaining: count, failed: false })
+}
+
+/// Iterator over the operations of a group payload; see [`decode_group`].
+pub(crate) struct GroupOps<'a> {
+    payload: &'a Bytes,
+    decoder: Decoder<'a>,
+    next_seqno: SeqNo,
+    remaining: u32,
+    failed: bool,
+}
+
+impl GroupOps<'_> {
+    fn slice(&mut self) -> Option<Bytes> {
+        let bytes = self.decoder.length_prefixed()?;
+        let end = self.decoder.position();
+        Some(self.payload.slice(end - bytes.len()..end))
+    }
+
+    fn op(&mut self) -> Option<BatchOp> {
+        match self.decoder.u8()? {
+            TAG_PUT => Some(BatchOp::Put { key: self.slice()?, value: self.slice()? }),
+            TAG_DELETE => Some(BatchOp::Delete { key: self.slice()? }),
+            TAG_RANGE_DELETE => {
+                Some(BatchOp::RangeDelete { start: self.slice()?, end: self.slice()? })
             }
-            Some(TAG_DELETE) => slice(&mut d).map(|key| BatchOp::Delete { key }),
-            Some(TAG_RANGE_DELETE) => slice(&mut d)
-                .and_then(|start| Some(BatchOp::RangeDelete { start, end: slice(&mut d)? })),
             _ => None,
-        };
-        let op = op.ok_or(at)?;
-        let seqno = base.checked_add(i).ok_or(at)?;
-        ops.push((seqno, op));
+        }
     }
-    if !d.is_empty() {
-        return Err(d.position());
+}
+
+impl Iterator for GroupOps<'_> {
+    type Item = Result<(SeqNo, BatchOp), usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.remaining == 0 {
+            if self.decoder.is_empty() {
+                return None;
+            }
+            self.failed = true;
+            return Some(Err(self.decoder.position()));
+        }
+        let at = self.decoder.position();
+        let seqno = self.next_seqno;
+        match (self.op(), self.next_seqno.checked_add(1)) {
+            (Some(op), Some(next)) => {
+                self.next_seqno = next;
+                self.remaining -= 1;
+                Some(Ok((seqno, op)))
+            }
+            _ => {
+                self.failed = true;
+                Some(Err(at))
+            }
+        }
     }
-    Ok(ops)
 }
 
 #[cfg(test)]
@@ -225,7 +272,7 @@ mod tests {
         let mut g = GroupBuilder::new();
         assert!(g.append(&a) && g.append(&b));
         let payload = Bytes::from(g.finish(41));
-        let ops = decode_group(&payload).unwrap();
+        let ops: Vec<_> = decode_group(&payload).unwrap().map(|op| op.unwrap()).collect();
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
         assert_eq!(
             ops,
@@ -251,7 +298,10 @@ mod tests {
     proptest! {
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode_group(&Bytes::from(bytes));
+            let bytes = Bytes::from(bytes);
+            if let Ok(ops) = decode_group(&bytes) {
+                ops.for_each(drop);
+            }
         }
     }
 }

@@ -179,7 +179,7 @@ impl Db {
 
     /// Sets `key` to `value` with the default durability.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let mut batch = WriteBatch::new();
+        let mut batch = WriteBatch::with_capacity(key.as_ref().len() + value.as_ref().len() + 11);
         batch.put(key, value)?;
         self.write(batch)
     }

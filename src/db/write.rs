@@ -207,7 +207,8 @@ pub(crate) fn apply_group_payload(
     payload: &Bytes,
     skip_through: SeqNo,
 ) -> Result<(), usize> {
-    for (seqno, op) in decode_group(payload)? {
+    for op in decode_group(payload)? {
+        let (seqno, op) = op?;
         if seqno <= skip_through {
             continue;
         }

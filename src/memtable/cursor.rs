@@ -82,8 +82,7 @@ impl MemtableCursor {
         }
         // The next refill starts after the last entry fetched.
         if let Some(last) = self.buffer.back() {
-            let bound =
-                Bound::Excluded(InternalKey { user_key: last.key.clone(), seqno: last.seqno });
+            let bound = Bound::Excluded(InternalKey::new(last.key.clone(), last.seqno));
             match self.direction {
                 Direction::Forward => self.lower = bound,
                 Direction::Backward => self.upper = bound,
