@@ -166,7 +166,10 @@ fn flushed() -> &'static Fixture {
         let newest_wal = newest_wal(dir.path());
         let tables = names_with(dir.path(), |n| n.ends_with(".sst"));
         assert!(tables.len() >= 3, "{tables:?}");
-        assert_eq!(names_with(dir.path(), |n| n.ends_with(".wal")), [newest_wal.clone()]);
+        assert_eq!(
+            names_with(dir.path(), |n| n.ends_with(".wal")),
+            std::slice::from_ref(&newest_wal)
+        );
         let manifest = names_with(dir.path(), |n| n.starts_with("MANIFEST-"));
         assert_eq!(manifest.len(), 1);
         Fixture { dir, full, keys, newest_wal, tail }
