@@ -45,6 +45,14 @@ enum Op {
     Range(Bound<Vec<u8>>, Bound<Vec<u8>>, Direction),
     Prefix(Vec<u8>, Direction),
     Iter(Direction),
+    /// Opens an iterator, takes `taken` items, then puts, deletes a range and flushes
+    /// (if asked) before draining it: it must still read the state it was opened at.
+    IterAcrossWrites {
+        direction: Direction,
+        taken: usize,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        flush: bool,
+    },
     Snapshot,
     /// Reads snapshot `index % live` over a range.
     ReadSnapshot(usize, Bound<Vec<u8>>, Bound<Vec<u8>>, Direction),
@@ -123,6 +131,13 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (bound(), bound(), direction()).prop_map(|(l, u, d)| Op::Range(l, u, d)),
         2 => (key(), direction()).prop_map(|(p, d)| Op::Prefix(p, d)),
         1 => direction().prop_map(Op::Iter),
+        2 => (direction(), 0..6usize, prop::collection::vec((key(), value()), 0..6), any::<bool>())
+            .prop_map(|(direction, taken, puts, flush)| Op::IterAcrossWrites {
+                direction,
+                taken,
+                puts,
+                flush,
+            }),
         2 => Just(Op::Snapshot),
         2 => (any::<usize>(), bound(), bound(), direction())
             .prop_map(|(i, l, u, d)| Op::ReadSnapshot(i, l, u, d)),
@@ -250,6 +265,32 @@ impl Harness {
             Op::Iter(direction) => {
                 let got = walk(self.db.iter().expect("iter"), direction);
                 assert_eq!(got, self.model.all(), "iter");
+            }
+            Op::IterAcrossWrites { direction, taken, puts, flush } => {
+                let expected = self.model.all();
+                let mut iter = self.db.iter().expect("iter");
+                let reverse = matches!(direction, Direction::Reverse);
+                let first: Pairs = if reverse {
+                    collect((&mut iter).rev().take(*taken))
+                } else {
+                    collect((&mut iter).take(*taken))
+                };
+                for (k, v) in puts {
+                    self.db.put(k, v).expect("put");
+                    self.model.put(k, v);
+                }
+                self.db.delete_range([0x00], [0xff]).expect("delete_range");
+                self.model.delete_range(&[0x00], &[0xff]);
+                if *flush {
+                    self.db.flush().expect("flush");
+                }
+                let rest = walk(iter, direction);
+                let got: Pairs = if reverse {
+                    rest.into_iter().chain(first.into_iter().rev()).collect()
+                } else {
+                    first.into_iter().chain(rest).collect()
+                };
+                assert_eq!(got, expected, "iterator opened before writes and a flush");
             }
             Op::Snapshot => {
                 let snapshot = self.db.snapshot().expect("snapshot");
