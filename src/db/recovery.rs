@@ -25,19 +25,20 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::batch::{BatchOp, decode_group};
 use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::error::{Corruption, Error, Result};
-use crate::key::SeqNo;
+use crate::key::{Entry, SeqNo, ValueKind};
 use crate::manifest::{CURRENT, Manifest, ManifestState};
-use crate::memtable::{FrozenMemtable, Memtable};
+use crate::memtable::{FrozenMemtable, Memtable, key_prefix};
 use crate::options::Options;
 use crate::sstable::Table;
 use crate::version::{ReadView, TableHandle, Version};
 use crate::wal::{ReplayOutcome, WalWriter, replay_segment, segment_file_name};
 
 use super::files::{FileKind, LOCK_FILE, classify, table_file_name};
-use super::write::{WriterState, apply_group_payload};
+use super::write::WriterState;
 use super::{DbCore, read::SnapshotRegistry};
 
 pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
@@ -123,6 +124,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
     let mut active = Memtable::new(segments.first().copied().unwrap_or(0));
     active.inject_max_lsn(flushed_through);
     let mut seqnos = SeqnoContinuity::new(flushed_through);
+    let mut pending = ReplayBuffer::default();
     for (i, &number) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let mut first_in_segment = true;
@@ -136,11 +138,12 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
             |record| {
                 seqnos.check(record, std::mem::take(&mut first_in_segment))?;
                 let payload = Bytes::copy_from_slice(record);
-                apply_group_payload(&active, &payload, flushed_through).map_err(|offset| {
+                pending.add_group(&payload, flushed_through, &active).map_err(|offset| {
                     Corruption::new(offset as u64, "WAL record holds an undecodable batch")
                         .in_file(std::path::PathBuf::new())
                 })?;
-                if active.approximate_size() >= options.write_buffer_size {
+                if active.approximate_size() + pending.bytes >= options.write_buffer_size {
+                    pending.insert_into(&active);
                     let next = Memtable::new(number);
                     next.inject_max_lsn(active.max_lsn());
                     frozen.push(Arc::new(std::mem::replace(&mut active, next)));
@@ -150,6 +153,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         )?;
         seqnos.end_segment(dir.join(segment_file_name(number)), &outcome);
     }
+    pending.insert_into(&active);
     let max_lsn = active.max_lsn();
 
     // A new segment for new writes, named by a fresh manifest snapshot.
@@ -284,5 +288,59 @@ impl SeqnoContinuity {
             self.exact = false;
         }
         self.previous = Some((path, outcome.valid_len));
+    }
+}
+
+/// Point entries replayed from the WAL, waiting to be inserted into a memtable.
+///
+/// Inserting into a skiplist in random key order costs a cache miss per level;
+/// sorting a memtable's worth of entries first and inserting them in key order keeps
+/// the search path in cache (profiled: 64% of a 64 MiB replay was skiplist search).
+/// Every entry of a buffer goes into the same memtable, so memtables still hold
+/// consecutive seqno ranges.
+#[derive(Default)]
+struct ReplayBuffer {
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+impl ReplayBuffer {
+    /// Buffers the point operations of a group with seqnos above `skip_through`;
+    /// range tombstones go straight into `memtable` (they have their own structure).
+    fn add_group(
+        &mut self,
+        payload: &Bytes,
+        skip_through: SeqNo,
+        memtable: &Memtable,
+    ) -> Result<(), usize> {
+        for op in decode_group(payload)? {
+            let (seqno, op) = op?;
+            if seqno <= skip_through {
+                continue;
+            }
+            let (key, kind, value) = match op {
+                BatchOp::Put { key, value } => (key, ValueKind::Put, value),
+                BatchOp::Delete { key } => (key, ValueKind::Delete, Bytes::new()),
+                BatchOp::RangeDelete { start, end } => {
+                    memtable.insert_range_tombstone(start, end, seqno);
+                    continue;
+                }
+            };
+            self.bytes += Memtable::footprint(key.len(), value.len());
+            self.entries.push(Entry { key, seqno, kind, value });
+        }
+        Ok(())
+    }
+
+    /// Sorts the buffered entries and inserts them into `memtable`.
+    fn insert_into(&mut self, memtable: &Memtable) {
+        // Comparing inline key prefixes first avoids most pointer chases while sorting.
+        let mut keyed: Vec<(u128, Entry)> =
+            self.entries.drain(..).map(|e| (key_prefix(&e.key), e)).collect();
+        keyed.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.cmp_internal(b)));
+        for (_, entry) in keyed {
+            memtable.insert(entry.key, entry.seqno, entry.kind, entry.value);
+        }
+        self.bytes = 0;
     }
 }

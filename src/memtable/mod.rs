@@ -54,8 +54,9 @@ impl InternalKey {
     }
 }
 
-/// The first 16 bytes of `key`, zero-padded, as a big-endian integer.
-fn key_prefix(key: &[u8]) -> u128 {
+/// The first 16 bytes of `key`, zero-padded, as a big-endian integer. Comparing two
+/// prefixes, when they differ, orders the keys as comparing the keys would.
+pub(crate) fn key_prefix(key: &[u8]) -> u128 {
     let mut buf = [0u8; 16];
     let n = key.len().min(16);
     buf[..n].copy_from_slice(&key[..n]);
@@ -169,9 +170,14 @@ impl Memtable {
         }
     }
 
+    /// What an entry of these sizes adds to [`Memtable::approximate_size`].
+    pub fn footprint(key_len: usize, value_len: usize) -> usize {
+        key_len + value_len + ENTRY_OVERHEAD
+    }
+
     /// Inserts one point version.
     pub fn insert(&self, key: Bytes, seqno: SeqNo, kind: ValueKind, value: Bytes) {
-        let size = key.len() + value.len() + ENTRY_OVERHEAD;
+        let size = Memtable::footprint(key.len(), value.len());
         self.points.insert(InternalKey::new(key, seqno), PointValue { kind, value });
         self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
         self.inject_max_lsn(seqno);
