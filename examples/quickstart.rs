@@ -165,7 +165,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while written < settings.wal_mib << 20 {
         db.put(key(i), value(i, 3))?;
         i += 1;
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             written = db.stats()?.wal_bytes_written;
         }
     }
