@@ -42,8 +42,6 @@ pub(crate) struct Background {
 struct BackgroundState {
     shutdown: bool,
     error: Option<String>,
-    /// Bumped after every finished flush so waiters can tell progress happened.
-    flushes: u64,
 }
 
 impl Background {
@@ -89,7 +87,6 @@ impl DbCore {
             if let Err(e) = result {
                 state.error.get_or_insert_with(|| format!("flush failed: {e}"));
             }
-            state.flushes += 1;
             self.background.progress.notify_all();
         }
     }
@@ -98,30 +95,34 @@ impl DbCore {
         self.view.load().frozen.last().cloned()
     }
 
-    /// Waits until a flush finishes (or fails).
-    pub(crate) fn wait_for_flush_progress(&self) -> Result<()> {
+    /// Waits while `pending()` holds, re-checking it after every flush; fails if the
+    /// flush thread failed or stopped while it still holds.
+    ///
+    /// `pending` is checked under the state lock, and a flush installs its read view
+    /// before it takes that lock to count itself and notify; so a flush that finishes
+    /// between the check and the wait is never missed.
+    pub(crate) fn wait_for_flushes_while(&self, mut pending: impl FnMut() -> bool) -> Result<()> {
         let mut state = self.background.state.lock();
-        let seen = state.flushes;
-        while state.flushes == seen && state.error.is_none() && !state.shutdown {
+        loop {
+            if !pending() {
+                return Ok(());
+            }
+            if let Some(why) = &state.error {
+                return Err(Error::Background(why.clone()));
+            }
+            if state.shutdown {
+                return Err(Error::Closed);
+            }
             self.background.progress.wait(&mut state);
-        }
-        match (&state.error, state.shutdown) {
-            (Some(why), _) => Err(Error::Background(why.clone())),
-            (None, true) => Err(Error::Closed),
-            (None, false) => Ok(()),
         }
     }
 
     /// Waits until no frozen memtable whose writes began at or before WAL segment
     /// `first_wal` remains.
     pub(crate) fn wait_until_flushed(&self, first_wal: u64) -> Result<()> {
-        let pending = |core: &DbCore| {
-            core.view.load().frozen.iter().any(|frozen| frozen.first_wal() <= first_wal)
-        };
-        while pending(self) {
-            self.wait_for_flush_progress()?;
-        }
-        Ok(())
+        self.wait_for_flushes_while(|| {
+            self.view.load().frozen.iter().any(|frozen| frozen.first_wal() <= first_wal)
+        })
     }
 
     fn flush_memtable(&self, frozen: &FrozenMemtable) -> Result<()> {

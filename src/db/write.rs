@@ -154,9 +154,10 @@ impl DbCore {
                 return Ok(());
             }
             let frozen = view.frozen.len();
-            if frozen >= self.options.max_frozen_memtables {
+            let max_frozen = self.options.max_frozen_memtables;
+            if frozen >= max_frozen {
                 let started = Instant::now();
-                self.wait_for_flush_progress()?;
+                self.wait_for_flushes_while(|| self.view.load().frozen.len() >= max_frozen)?;
                 self.stats.record_stall(started.elapsed());
                 continue;
             }
