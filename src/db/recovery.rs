@@ -157,6 +157,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
     let max_lsn = active.max_lsn();
 
     // A new segment for new writes, named by a fresh manifest snapshot.
+    let replayed_last_wal = state.last_wal;
     let wal_number = state.next_file_number.max(1);
     let manifest_number = wal_number + 1;
     state.next_file_number = manifest_number + 1;
@@ -179,7 +180,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         options.max_manifest_size,
     )?;
 
-    remove_unnamed_files(&*fs, dir, &state, manifest_number)?;
+    remove_unnamed_files(&*fs, dir, &state, replayed_last_wal, manifest_number)?;
 
     let view = ReadView {
         active: Arc::new(active),
@@ -209,17 +210,24 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
 
 /// Removes tables, WAL segments, manifests and temporary files the manifest does not
 /// name: leftovers of a crash in the middle of a flush, rotation or open.
+///
+/// A WAL file is live only if it was in the replayed range or is the new segment: a
+/// segment whose rotation failed before the manifest named it can sit between the
+/// old `last_wal` and the new one, and must go before the next open replays it.
 fn remove_unnamed_files(
     fs: &dyn crate::fs::FileSystem,
     dir: &Path,
     state: &ManifestState,
+    replayed_last_wal: u64,
     manifest_number: u64,
 ) -> Result<()> {
     let mut removed = false;
     for name in fs.list_dir(dir)? {
         let live = match classify(&name) {
             FileKind::Table(n) => state.tables.contains_key(&n),
-            FileKind::Wal(n) => (state.log_number..=state.last_wal).contains(&n),
+            FileKind::Wal(n) => {
+                (state.log_number..=replayed_last_wal).contains(&n) || n == state.last_wal
+            }
             FileKind::Manifest(n) => n == manifest_number,
             FileKind::Temp => false,
             FileKind::Fixed | FileKind::Unknown => true,

@@ -174,10 +174,22 @@ impl DbCore {
     /// Freezes the active memtable and starts a new one with a new WAL segment.
     ///
     /// The old segment is synced first: only the newest segment may end torn.
+    ///
+    /// A failure stops all writes (`Error::Background`), whichever caller saw it: the
+    /// half-made segment may be left behind with a number a later rotation's range
+    /// `[log_number, last_wal]` would cover, and only a reopen removes it safely.
     pub(crate) fn freeze_active_memtable(
         &self,
         writer: &mut MutexGuard<'_, WriterState>,
     ) -> Result<()> {
+        let result = self.rotate_memtable(writer);
+        if let Err(e) = &result {
+            self.set_background_error(&format!("memtable rotation failed: {e}"));
+        }
+        result
+    }
+
+    fn rotate_memtable(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
         let number = self.new_file_number();
         writer.wal.sync()?;
         let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id)?;
