@@ -1,0 +1,356 @@
+//! Power loss, torn writes, injected I/O failures and the directory lock, through the
+//! fault-injecting in-memory filesystem [`FaultFs`].
+//!
+//! The invariant checked throughout: after a power loss and a reopen the database
+//! holds exactly the state after some prefix of the writes issued, and that prefix
+//! includes every write acknowledged with `sync` (or made durable by a later sync or
+//! flush). Every write puts a value naming its index, so different prefixes give
+//! different states and a half-applied batch matches none of them.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aeternusdb::fs::{FaultFs, FaultKind};
+use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
+use common::Model;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const DIR: &str = "/db";
+const KEY_SPACE: u32 = 24;
+
+fn options(fs: &FaultFs) -> Options {
+    Options { fs: Arc::new(fs.clone()), ..common::tiny_options() }
+}
+
+fn open(fs: &FaultFs) -> Db {
+    Db::open(DIR, options(fs)).expect("open")
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+/// The writes issued so far, in order; write `i` puts values naming `i`.
+#[derive(Default)]
+struct History {
+    writes: Vec<Vec<Op>>,
+}
+
+impl History {
+    /// A new write: sometimes a range deletion, then 1–6 puts (last, so the write
+    /// always changes the state).
+    fn next(&mut self, rng: &mut StdRng) -> WriteBatch {
+        let i = self.writes.len();
+        let mut ops = Vec::new();
+        if rng.gen_ratio(1, 6) {
+            let a = rng.gen_range(0..KEY_SPACE);
+            let b = rng.gen_range(a..=(a + 6).min(KEY_SPACE));
+            ops.push(Op::DeleteRange(common::key(a), common::key(b)));
+        }
+        let value = format!("w{i:06}-{}", "v".repeat(rng.gen_range(20..120))).into_bytes();
+        for _ in 0..rng.gen_range(1..=6) {
+            ops.push(Op::Put(common::key(rng.gen_range(0..KEY_SPACE)), value.clone()));
+        }
+        let mut batch = WriteBatch::new();
+        for op in &ops {
+            match op {
+                Op::Put(k, v) => batch.put(k, v).unwrap(),
+                Op::DeleteRange(a, b) => batch.delete_range(a, b).unwrap(),
+            };
+        }
+        self.writes.push(ops);
+        batch
+    }
+
+    /// The state after the first `k` writes.
+    fn model(&self, k: usize) -> Model {
+        let mut model = Model::new();
+        for ops in &self.writes[..k] {
+            for op in ops {
+                match op {
+                    Op::Put(key, value) => model.put(key, value),
+                    Op::DeleteRange(a, b) => model.delete_range(a, b),
+                }
+            }
+        }
+        model
+    }
+
+    /// The `k >= at_least` such that the database holds the state after the first `k`
+    /// writes; panics (naming `what`) if there is none.
+    fn matching_prefix(&self, db: &Db, at_least: usize, what: &str) -> usize {
+        let found = contents(db);
+        (at_least..=self.writes.len()).find(|&k| self.model(k) == found).unwrap_or_else(|| {
+            let closest = (0..=self.writes.len()).rev().find(|&k| self.model(k) == found);
+            panic!(
+                "{what}: the database is not the state after any prefix of at least \
+                 {at_least} of the {} writes (matches prefix {closest:?}); found {:?}",
+                self.writes.len(),
+                found.map
+            )
+        })
+    }
+}
+
+/// The database's contents, by scan; point lookups must agree with it.
+fn contents(db: &Db) -> Model {
+    let mut model = Model::new();
+    for (k, v) in common::collect(db.iter().expect("iter")) {
+        model.put(&k, &v);
+    }
+    for i in 0..KEY_SPACE {
+        let k = common::key(i);
+        let got = db.get(&k).expect("get").map(|v| v.to_vec());
+        assert_eq!(got, model.get(&k), "get and scan disagree on key {i}");
+    }
+    model
+}
+
+fn sync_if(sync: bool) -> WriteOptions {
+    WriteOptions { sync }
+}
+
+/// Synced and unsynced writes with flushes in between, then a power loss: every
+/// synced write survives and the state is a prefix. Three rounds on one filesystem,
+/// each continuing from what the previous power loss left.
+#[test]
+fn synced_writes_survive_power_loss() {
+    for seed in 0..8u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let fs = FaultFs::new();
+        let mut history = History::default();
+        let mut durable = 0; // writes 0..durable are known to be durable
+        for round in 0..3 {
+            let db = open(&fs);
+            for _ in 0..rng.gen_range(20..150) {
+                let sync = rng.gen_bool(0.4);
+                let batch = history.next(&mut rng);
+                db.write_with(&batch, sync_if(sync)).unwrap();
+                if sync {
+                    durable = history.writes.len();
+                }
+                if rng.gen_ratio(1, 25) {
+                    db.flush().unwrap();
+                    durable = history.writes.len();
+                }
+            }
+            assert_eq!(history.matching_prefix(&db, history.writes.len(), "before"), {
+                history.writes.len()
+            });
+            fs.power_loss();
+            drop(db);
+            let db = open(&fs);
+            let k = history.matching_prefix(
+                &db,
+                durable,
+                &format!("seed {seed} round {round} after power loss"),
+            );
+            history.writes.truncate(k);
+            durable = k;
+            db.close().unwrap();
+        }
+        // A clean close and reopen keeps everything, unsynced writes included.
+        let db = open(&fs);
+        db.write_with(&history.next(&mut rng), sync_if(false)).unwrap();
+        db.close().unwrap();
+        fs.power_loss();
+        let db = open(&fs);
+        history.matching_prefix(&db, history.writes.len(), "after close");
+    }
+}
+
+/// The WAL append of a write keeps only a prefix of its bytes and fails: the write
+/// fails, later writes fail, reads go on; after a crash or a power loss the torn
+/// record is dropped, and the database keeps working across further reopens.
+#[test]
+fn torn_write_at_the_tail() {
+    for keep in [0, 1, 3, 7, 8, 12, 20, 40, 100, 10_000] {
+        for power_loss in [false, true] {
+            let what = format!("keep {keep}, power loss {power_loss}");
+            let mut rng = StdRng::seed_from_u64(keep as u64);
+            let fs = FaultFs::new();
+            let mut history = History::default();
+            let db = open(&fs);
+            for _ in 0..30 {
+                db.write(history.next(&mut rng)).unwrap();
+            }
+            // No flush may be running: the tear must hit the WAL append.
+            db.flush().unwrap();
+            let acked = history.writes.len();
+            fs.tear_next_write(keep);
+            let err = db.write(history.next(&mut rng)).expect_err("a torn write succeeded");
+            assert!(matches!(err, Error::Io(_) | Error::Background(_)), "{what}: {err}");
+            let err = db.write(history.next(&mut rng)).expect_err("a write after a torn one");
+            history.writes.pop();
+            assert!(matches!(err, Error::Background(_)), "{what}: {err}");
+            // Reads keep working and see exactly the acknowledged writes.
+            assert_eq!(contents(&db), history.model(acked), "{what}: reads after the failure");
+
+            if power_loss {
+                fs.power_loss();
+            } else {
+                fs.release_locks();
+            }
+            drop(db);
+            let db = open(&fs);
+            let k = history.matching_prefix(&db, acked, &format!("{what}: first reopen"));
+            history.writes.truncate(k);
+            for _ in 0..5 {
+                db.write(history.next(&mut rng)).unwrap();
+            }
+            db.close().unwrap();
+            // The torn segment is no longer the newest one: it must still open.
+            let db = Db::open(DIR, options(&fs))
+                .unwrap_or_else(|e| panic!("{what}: second reopen failed: {e}"));
+            history.matching_prefix(&db, history.writes.len(), &format!("{what}: second reopen"));
+            db.close().unwrap();
+        }
+    }
+}
+
+const KINDS: [FaultKind; 5] =
+    [FaultKind::Write, FaultKind::Sync, FaultKind::Rename, FaultKind::SyncDir, FaultKind::Create];
+
+const WORKLOAD_WRITES: usize = 60;
+
+/// What a workload run saw.
+struct Run {
+    fs: FaultFs,
+    history: History,
+    /// Writes acknowledged (synced or not), and the prefix known durable.
+    acked: usize,
+    durable: usize,
+    /// The first error any call returned.
+    error: Option<Error>,
+    db: Db,
+}
+
+/// Opens a fresh database, arms `fault` (if any) and runs writes (two in three
+/// synced) with a flush every 20, stopping at the first error.
+fn run_workload(fault: Option<(FaultKind, usize)>) -> (Run, usize) {
+    let fs = FaultFs::new();
+    let db = open(&fs);
+    let counted = fault.map_or(0, |(kind, _)| fs.count(kind));
+    if let Some((kind, n)) = fault {
+        fs.fail_after(kind, n);
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut history = History::default();
+    let (mut acked, mut durable, mut error) = (0, 0, None);
+    for i in 0..WORKLOAD_WRITES {
+        let sync = i % 3 != 0;
+        let batch = history.next(&mut rng);
+        if let Err(e) = db.write_with(&batch, sync_if(sync)) {
+            error = Some(e);
+            break;
+        }
+        acked = history.writes.len();
+        if sync {
+            durable = acked;
+        }
+        if i % 20 == 19 {
+            if let Err(e) = db.flush() {
+                error = Some(e);
+                break;
+            }
+            durable = acked;
+        }
+    }
+    if error.is_none() {
+        // A background flush may still fail after the last write: flush and see.
+        if let Err(e) = db.flush() {
+            error = Some(e);
+        } else {
+            durable = acked;
+        }
+    }
+    let ops = fault.map_or(0, |(kind, _)| fs.count(kind) - counted);
+    (Run { fs, history, acked, durable, error, db }, ops)
+}
+
+/// For each fault kind and each `n` below the number of such operations in a dry run
+/// of the workload, the `n`-th operation fails: an error surfaces, writes stop, reads
+/// keep working, and after a power loss nothing acknowledged with sync is lost and no
+/// write is half applied.
+#[test]
+fn injected_failures_lose_nothing_synced() {
+    for kind in KINDS {
+        let (dry, total) = run_workload(Some((kind, usize::MAX)));
+        assert!(dry.error.is_none(), "{kind:?}: the dry run failed: {:?}", dry.error);
+        assert!(total > 0, "{kind:?}: the workload does no such operation");
+        for n in 0..total {
+            let what = format!("{kind:?} #{n} of {total}");
+            let (run, ops) = run_workload(Some((kind, n)));
+            let fired = ops > n;
+            let Run { fs, history, acked, durable, error, db } = run;
+            if !fired {
+                // Background timing can shift the count a little; nothing failed.
+                assert!(error.is_none(), "{what}: failed without a fault: {error:?}");
+                continue;
+            }
+            let error = error.unwrap_or_else(|| {
+                panic!("{what}: the fault fired but every write and flush succeeded")
+            });
+            assert!(
+                matches!(error, Error::Io(_) | Error::Background(_)),
+                "{what}: unexpected error {error}"
+            );
+            // Writes stay stopped; reads see exactly the acknowledged writes.
+            let err = db
+                .put("after", "failure")
+                .expect_err(&format!("{what}: a write after an I/O failure ({error})"));
+            assert!(matches!(err, Error::Background(_)), "{what}: {err}");
+            assert_eq!(contents(&db), history.model(acked), "{what}: reads after the failure");
+
+            fs.power_loss();
+            drop(db);
+            fs.clear_faults();
+            let db = Db::open(DIR, options(&fs))
+                .unwrap_or_else(|e| panic!("{what}: reopen after power loss failed: {e}"));
+            let k = history.matching_prefix(&db, durable, &format!("{what}: after power loss"));
+            assert!(k <= history.writes.len());
+            db.put("again", "works").unwrap_or_else(|e| panic!("{what}: write after reopen: {e}"));
+            db.close().unwrap();
+            let db = Db::open(DIR, options(&fs))
+                .unwrap_or_else(|e| panic!("{what}: second reopen failed: {e}"));
+            assert_eq!(db.get("again").unwrap().as_deref(), Some(&b"works"[..]), "{what}");
+            db.close().unwrap();
+        }
+    }
+}
+
+fn check_lock(first: Db, reopen: impl Fn() -> aeternusdb::Result<Db>, dir: &Path) {
+    first.put("k", "v").unwrap();
+    match reopen() {
+        Err(Error::Locked(path)) => assert_eq!(path, dir),
+        other => panic!("a second open of an open directory gave {other:?}"),
+    }
+    // The failed open disturbed nothing.
+    first.put("k2", "v2").unwrap();
+    first.close().unwrap();
+    assert!(matches!(first.get("k"), Err(Error::Closed)));
+    let second = reopen().expect("open after close");
+    assert_eq!(second.get("k2").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert!(matches!(reopen(), Err(Error::Locked(_))), "the reopened handle holds the lock");
+    drop(second);
+    reopen().expect("open after the last handle is dropped").close().unwrap();
+}
+
+#[test]
+fn second_open_is_locked_with_os_fs() {
+    let dir = tempfile::tempdir().unwrap();
+    let reopen = || Db::open(dir.path(), common::tiny_options());
+    check_lock(reopen().unwrap(), reopen, dir.path());
+}
+
+#[test]
+fn second_open_is_locked_with_fault_fs() {
+    let fs = FaultFs::new();
+    let reopen = || Db::open(DIR, options(&fs));
+    check_lock(reopen().unwrap(), reopen, Path::new(DIR));
+}
