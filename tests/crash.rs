@@ -240,7 +240,7 @@ fn crash_cycles_short() {
 }
 
 #[test]
-#[ignore = "long: 500 crash cycles, about ten minutes"]
+#[ignore = "long: 500 crash cycles, about two minutes"]
 fn crash_cycles_long() {
     crash_cycles(500);
 }
