@@ -460,14 +460,9 @@ fn exhaustive_every_offset_of_every_file() {
 }
 
 /// A torn tail dropped at one open must not turn into "damage before the tail" at the
-/// next open, when its segment is no longer the newest.
-///
-/// KNOWN BUG (open): recovery drops the torn tail but leaves the bytes in the segment;
-/// once a newer segment exists the next open reports "torn record in a segment that is
-/// not the last". Fix: rewrite the newest segment's valid prefix (temp file + rename)
-/// during recovery, also for a segment torn during creation. Remove the `ignore` then.
+/// next open, when its segment is no longer the newest (recovery cuts the segment back
+/// to its valid prefix).
 #[test]
-#[ignore = "known bug: torn tail of the newest WAL segment is not trimmed at recovery"]
 fn torn_tail_survives_two_reopens() {
     let dir = tempdir();
     let db = Db::open(dir.path(), options()).unwrap();
@@ -478,6 +473,27 @@ fn torn_tail_survives_two_reopens() {
     let record = bytes[40..].to_vec();
     bytes.extend_from_slice(&record[..record.len() - 1]); // a torn copy of the record
     std::fs::write(&wal, bytes).unwrap();
+    for round in 0..3 {
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "round {round}");
+        db.put(format!("b{round}"), "2").unwrap();
+        db.close().unwrap();
+    }
+}
+
+/// A newest WAL segment left empty by a crash right after its creation must not stop
+/// the open after next, when it is no longer the newest.
+#[test]
+fn empty_newest_segment_survives_two_reopens() {
+    let dir = tempdir();
+    let db = Db::open(dir.path(), options()).unwrap();
+    db.put("a", "1").unwrap();
+    db.close().unwrap();
+    // The second open starts a new, still empty segment; empty it completely.
+    let db = Db::open(dir.path(), options()).unwrap();
+    db.close().unwrap();
+    let wal = dir.path().join(newest_wal(dir.path()));
+    std::fs::write(&wal, b"").unwrap();
     for round in 0..3 {
         let db = Db::open(dir.path(), options()).unwrap();
         assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "round {round}");

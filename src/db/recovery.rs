@@ -35,7 +35,10 @@ use crate::memtable::{FrozenMemtable, Memtable, key_prefix};
 use crate::options::Options;
 use crate::sstable::Table;
 use crate::version::{ReadView, TableHandle, Version};
-use crate::wal::{ReplayOutcome, WalWriter, replay_segment, segment_file_name};
+use crate::wal::{
+    ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
+    truncate_segment,
+};
 
 use super::files::{FileKind, LOCK_FILE, classify, table_file_name};
 use super::write::WriterState;
@@ -152,6 +155,11 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
             },
         )?;
         seqnos.end_segment(dir.join(segment_file_name(number)), &outcome);
+        let dropped_bytes = outcome.torn_tail.is_some() || outcome.skipped_damage.is_some();
+        if dropped_bytes || outcome.valid_len < SEGMENT_HEADER_LEN as u64 {
+            // Newer segments will follow this one: cut what was dropped.
+            truncate_segment(&*fs, dir, number, state.db_id, outcome.valid_len)?;
+        }
     }
     pending.insert_into(&active);
     let max_lsn = active.max_lsn();

@@ -28,7 +28,7 @@ mod reader;
 mod writer;
 
 pub use reader::{ReplayOutcome, replay_segment};
-pub use writer::WalWriter;
+pub use writer::{WalWriter, truncate_segment};
 
 use crate::coding::Decoder;
 use crate::error::Corruption;

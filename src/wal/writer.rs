@@ -36,6 +36,42 @@ impl std::fmt::Debug for WalWriter {
     }
 }
 
+/// Cuts segment `number` back to its first `valid_len` bytes, durably.
+///
+/// Recovery calls this when it dropped a torn tail (or, in salvage mode, skipped
+/// damage): once newer segments exist, a torn record would no longer be at the tail
+/// of the log and the next open would rightly call it corruption. The valid prefix is
+/// copied to a temporary file, synced and renamed over the segment; a segment torn
+/// before its header was complete is recreated empty.
+pub fn truncate_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: u64,
+    db_id: uuid::Uuid,
+    valid_len: u64,
+) -> Result<()> {
+    if valid_len < super::SEGMENT_HEADER_LEN as u64 {
+        WalWriter::create(fs, dir, number, db_id)?;
+        return Ok(());
+    }
+    let path = dir.join(segment_file_name(number));
+    let temp = dir.join(format!("{}.tmp", segment_file_name(number)));
+    let source = fs.open(&path)?;
+    let mut target = fs.create(&temp)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < valid_len {
+        let n = (valid_len - offset).min(buf.len() as u64) as usize;
+        source.read_exact_at(&mut buf[..n], offset)?;
+        target.append(&buf[..n])?;
+        offset += n as u64;
+    }
+    target.sync()?;
+    fs.rename(&temp, &path)?;
+    fs.sync_dir(dir)?;
+    Ok(())
+}
+
 impl WalWriter {
     /// Creates segment `number` of database `db_id` in `dir` (truncating a file of
     /// that name), writes its header and syncs the file and the directory.
