@@ -59,3 +59,8 @@ pub use db::{Db, Snapshot, Stats};
 pub use error::{Error, Result};
 pub use iter::DbIter as Iter;
 pub use options::{Compression, Options, WalRecovery, WriteOptions};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
