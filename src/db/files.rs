@@ -3,8 +3,8 @@
 //! ```text
 //! LOCK              held while the database is open
 //! CURRENT           names the live manifest (replaced atomically)
-//! MANIFEST-000001   log of version edits
-//! 000002.wal        WAL segments
+//! 000001.wal        WAL segments
+//! MANIFEST-000002   log of version edits
 //! 000003.sst        SSTables
 //! *.tmp             files being written; never live, removed on open
 //! ```
@@ -53,10 +53,9 @@ pub fn classify(name: &str) -> FileKind {
     if let Some(n) = parse_manifest_file_name(name) {
         return FileKind::Manifest(n);
     }
-    match name.strip_suffix(".sst") {
-        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-            digits.parse().map_or(FileKind::Unknown, FileKind::Table)
-        }
+    // Only the canonical spelling counts, so a stray `7.sst` is never taken for table 7.
+    match name.strip_suffix(".sst").and_then(|digits| digits.parse().ok()) {
+        Some(n) if table_file_name(n) == name => FileKind::Table(n),
         _ => FileKind::Unknown,
     }
 }
@@ -73,5 +72,7 @@ mod tests {
         assert_eq!(classify("CURRENT"), FileKind::Fixed);
         assert_eq!(classify("notes.txt"), FileKind::Unknown);
         assert_eq!(classify(".sst"), FileKind::Unknown);
+        assert_eq!(classify("7.sst"), FileKind::Unknown);
+        assert_eq!(classify("+00007.sst"), FileKind::Unknown);
     }
 }
