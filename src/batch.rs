@@ -28,6 +28,13 @@ const TAG_RANGE_DELETE: u8 = 2;
 /// Bytes of the group header: base seqno and count.
 pub(crate) const GROUP_HEADER_LEN: usize = 12;
 
+/// The largest encoded batch accepted (512 MiB): two of them always fit in one WAL
+/// record (at most 1 GiB), so a commit group never has to split a batch.
+pub const MAX_BATCH_SIZE: usize = 512 << 20;
+
+/// A commit group stops taking batches at this size: a WAL record is at most 1 GiB.
+pub(crate) const MAX_GROUP_SIZE: usize = crate::log_record::MAX_RECORD_SIZE - GROUP_HEADER_LEN;
+
 /// A set of writes applied atomically by [`Db::write`](crate::Db::write): after a
 /// crash, either all of them are there or none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +100,12 @@ impl WriteBatch {
     fn push(&mut self, tag: u8, key: &[u8], second: Option<&[u8]>) -> Result<&mut Self> {
         if self.count == u32::MAX {
             return Err(Error::invalid("a batch holds at most 2^32 - 1 operations"));
+        }
+        let added = 1 + 20 + key.len() + second.map_or(0, <[u8]>::len);
+        if self.rep.len() + added > MAX_BATCH_SIZE {
+            return Err(Error::invalid(format!(
+                "a batch holds at most {MAX_BATCH_SIZE} bytes of encoded operations"
+            )));
         }
         self.rep.push(tag);
         put_length_prefixed(&mut self.rep, key);
@@ -178,6 +191,11 @@ impl GroupBuilder {
 
     pub(crate) fn count(&self) -> u32 {
         self.count
+    }
+
+    /// True if `batch` can join without the group exceeding [`MAX_GROUP_SIZE`].
+    pub(crate) fn has_room_for(&self, batch: &WriteBatch) -> bool {
+        self.buf.len() + batch.encoded_ops().len() <= MAX_GROUP_SIZE
     }
 
     /// Stamps the base seqno and returns the finished payload.

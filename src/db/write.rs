@@ -83,6 +83,15 @@ impl DbCore {
             return Ok(());
         }
         let mut queue = self.commit.state.lock();
+        // A huge batch waits for the pending group to be taken rather than overflow
+        // the WAL record; with no leader it commits that group itself first.
+        while !queue.pending.has_room_for(batch) {
+            if queue.leader_active {
+                self.commit.committed.wait(&mut queue);
+            } else {
+                self.lead_group(&mut queue);
+            }
+        }
         if !queue.pending.append(batch) {
             return Err(Error::invalid("too many operations in concurrent batches"));
         }
