@@ -235,6 +235,10 @@ fn stats_report_tables_and_growing_seqno() {
     assert!(stats.sstables >= 1 && stats.sstable_bytes > 0, "{stats:?}");
     assert!(stats.flushes >= 1, "{stats:?}");
     assert_eq!(stats.last_seqno, db.last_seqno());
+    let on_disk: u64 =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert_eq!(stats.disk_bytes, on_disk, "{stats:?}");
+    assert!(stats.disk_bytes > stats.sstable_bytes, "WAL and manifest count too: {stats:?}");
 }
 
 #[test]

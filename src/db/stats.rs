@@ -44,6 +44,8 @@ pub struct Stats {
     pub sstables: usize,
     /// Bytes of all SSTables.
     pub sstable_bytes: u64,
+    /// Bytes of every file in the directory: tables, WAL segments, manifest.
+    pub disk_bytes: u64,
     /// The seqno of the last visible write.
     pub last_seqno: SeqNo,
     /// Open snapshots.
@@ -67,6 +69,16 @@ pub struct Stats {
 }
 
 impl DbCore {
+    /// Sums the sizes of the directory's files (a file removed meanwhile counts as 0).
+    fn disk_bytes(&self) -> u64 {
+        let names = self.fs.list_dir(&self.dir).unwrap_or_default();
+        names
+            .iter()
+            .filter_map(|name| self.fs.open(&self.dir.join(name)).ok())
+            .map(|f| f.len())
+            .sum()
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let view = self.view.load();
         let c = &self.stats;
@@ -76,6 +88,7 @@ impl DbCore {
             frozen_memtables: view.frozen.len(),
             sstables: view.version.tables().len(),
             sstable_bytes: view.version.tables().iter().map(|t| t.meta.size).sum(),
+            disk_bytes: self.disk_bytes(),
             last_seqno: self.read_seqno(),
             snapshots: self.snapshots.count(),
             wal_bytes_written: load(&c.wal_bytes),
