@@ -67,6 +67,19 @@ pub fn compare_internal(a_key: &[u8], a_seqno: SeqNo, b_key: &[u8], b_seqno: Seq
     a_key.cmp(b_key).then_with(|| b_seqno.cmp(&a_seqno))
 }
 
+/// The first 16 bytes of `key`, zero-padded, as a big-endian integer.
+///
+/// Where two prefixes differ they order the keys as comparing the keys would (a
+/// shorter key's zero padding sorts below any byte a longer key has there, or ties
+/// and falls through to the full comparison). Kept inline next to a key pointer, it
+/// decides most comparisons in skiplists and index searches without a cache miss.
+pub fn key_prefix(key: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = key.len().min(16);
+    buf[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(buf)
+}
+
 /// One version of one key: the record shared by memtable, SSTables and iterators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -124,6 +137,19 @@ mod tests {
             }
         }
         assert_eq!(unpack_trailer(7), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn differing_prefixes_order_like_keys(
+            a in proptest::collection::vec(0u8..3, 0..24),
+            b in proptest::collection::vec(0u8..3, 0..24),
+        ) {
+            let (pa, pb) = (key_prefix(&a), key_prefix(&b));
+            if pa != pb {
+                proptest::prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+            }
+        }
     }
 
     #[test]

@@ -28,7 +28,9 @@ use crossbeam_skiplist::SkipMap;
 
 pub use cursor::MemtableCursor;
 
-use crate::key::{Entry, MAX_SEQNO, RangeTombstone, SeqNo, ValueKind, compare_internal};
+use crate::key::{
+    Entry, MAX_SEQNO, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix,
+};
 
 /// Approximate per-entry bookkeeping cost (skiplist node, refcounts), counted
 /// towards the write buffer so that many tiny entries still trigger a flush.
@@ -52,15 +54,6 @@ impl InternalKey {
     pub(crate) fn new(user_key: Bytes, seqno: SeqNo) -> InternalKey {
         InternalKey { prefix: key_prefix(&user_key), user_key, seqno }
     }
-}
-
-/// The first 16 bytes of `key`, zero-padded, as a big-endian integer. Comparing two
-/// prefixes, when they differ, orders the keys as comparing the keys would.
-pub(crate) fn key_prefix(key: &[u8]) -> u128 {
-    let mut buf = [0u8; 16];
-    let n = key.len().min(16);
-    buf[..n].copy_from_slice(&key[..n]);
-    u128::from_be_bytes(buf)
 }
 
 /// A borrowed view of an internal key, so lookups need not allocate an owned key.

@@ -40,7 +40,7 @@ use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::error::{Corruption, Result};
 use crate::fs::{FileSystem, RandomAccessFile};
-use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind, compare_internal};
+use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix};
 
 use block::Block;
 use filter::BloomFilter;
@@ -54,6 +54,9 @@ pub use iter::TableIter;
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug, Clone)]
 struct IndexEntry {
+    /// `key_prefix(last_key)`: decides most index comparisons without a pointer chase
+    /// (profiled: index search was the top cost of a random get).
+    last_key_prefix: u128,
     last_key: Bytes,
     last_seqno: SeqNo,
     handle: BlockHandle,
@@ -130,7 +133,12 @@ impl Table {
             {
                 return Err(corrupt(at, "index keys out of order".into()));
             }
-            index.push(IndexEntry { last_key: entry.key, last_seqno: entry.seqno, handle });
+            index.push(IndexEntry {
+                last_key_prefix: key_prefix(&entry.key),
+                last_key: entry.key,
+                last_seqno: entry.seqno,
+                handle,
+            });
         }
         if index.len() as u64 != properties.data_block_count {
             return Err(corrupt(footer.index.offset, "index and properties disagree".into()));
@@ -222,8 +230,13 @@ impl Table {
     /// The first data block whose last internal key is `>= (key, seqno)`
     /// (`index.len()` if none).
     fn seek_index(&self, key: &[u8], seqno: SeqNo) -> usize {
-        self.index
-            .partition_point(|e| compare_internal(&e.last_key, e.last_seqno, key, seqno).is_lt())
+        let prefix = key_prefix(key);
+        self.index.partition_point(|e| {
+            e.last_key_prefix
+                .cmp(&prefix)
+                .then_with(|| compare_internal(&e.last_key, e.last_seqno, key, seqno))
+                .is_lt()
+        })
     }
 
     /// Data block `i` of the index, from the cache or the file.
