@@ -262,3 +262,51 @@ fn flush_and_stalled_writers_never_miss_a_finished_flush() {
     assert_eq!(db.iter().unwrap().count(), 501);
     db.close().unwrap();
 }
+
+/// The files in `dir` with their sizes.
+fn dir_listing(dir: &std::path::Path) -> BTreeMap<String, u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
+        })
+        .collect()
+}
+
+/// Regression: a commit leader slowed down before a memtable rotation sleeps with the
+/// writer lock released. `close()` could take the lock in that window, sync the WAL,
+/// stop the flush thread and release the directory lock; the leader then woke up,
+/// rotated (a new WAL segment, a manifest edit) and committed its group into the new
+/// segment, acknowledging a write after `close()` had returned, unsynced, in a
+/// directory another process may already have opened. Nothing may touch the
+/// directory once `close()` returned.
+#[test]
+fn close_during_a_write_slowdown_leaves_the_directory_alone() {
+    // With `max_frozen_memtables: 1` every rotation is slowed down first.
+    let options = Options { max_frozen_memtables: 1, sync_writes: false, ..tiny_options() };
+    for round in 0..40u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), options.clone()).unwrap();
+        let writer = {
+            let db = db.clone();
+            thread::spawn(move || {
+                // Each value fills most of the 4 KiB buffer: every other put rotates.
+                let value = vec![b'v'; 3000];
+                let mut i = 0u64;
+                while db.put(format!("k{i:06}"), &value).is_ok() {
+                    i += 1;
+                }
+            })
+        };
+        thread::sleep(Duration::from_micros(500 + 250 * (round % 8)));
+        db.close().unwrap();
+        let after_close = dir_listing(dir.path());
+        writer.join().unwrap();
+        assert_eq!(
+            dir_listing(dir.path()),
+            after_close,
+            "round {round}: a writer changed the directory after close() returned"
+        );
+    }
+}

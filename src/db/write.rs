@@ -174,6 +174,9 @@ impl DbCore {
                 slowed = true;
                 MutexGuard::unlocked(writer, || std::thread::sleep(SLOWDOWN));
                 self.stats.record_slowdown(SLOWDOWN);
+                // The writer lock was released: `close()` (or a failure) may have
+                // happened meanwhile, and nothing may be written after it.
+                self.check_writable()?;
                 continue;
             }
             return self.freeze_active_memtable(writer);
