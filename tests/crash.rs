@@ -37,10 +37,10 @@ const ENV_START: &str = "AETERNUS_CRASH_START";
 const KEY_SPACE: u32 = 64;
 
 fn options() -> Options {
-    // 512 KiB write buffer: a flush every few hundred batches, so kills land before,
-    // during and after flushes, while the table count stays in the hundreds over the
-    // long run (tables accumulate until compaction exists).
-    Options { write_buffer_size: 512 << 10, block_size: 1024, ..Options::default() }
+    // 2 MiB write buffer: about one flush per cycle, so kills land before, during and
+    // after flushes, while the table count stays in the hundreds over the long run
+    // (tables accumulate until compaction exists).
+    Options { write_buffer_size: 2 << 20, block_size: 1024, ..Options::default() }
 }
 
 fn key(i: u32) -> Vec<u8> {
