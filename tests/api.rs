@@ -287,3 +287,36 @@ fn snapshot_is_unaffected_by_later_writes_deletes_ranges_and_flush() {
     assert_eq!(db.get("k150").unwrap(), None);
     assert_eq!(db.get("k000").unwrap().as_deref(), Some(&b"changed"[..]));
 }
+
+/// Writers racing `close()` get `Error::Closed`, never a background error, and a second,
+/// concurrent `close()` returns only when the directory can be opened again.
+#[test]
+fn writers_racing_close_see_closed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), small()).unwrap();
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for i in 0.. {
+                        match db.put(format!("{t}-{i}"), "v") {
+                            Ok(()) => {}
+                            Err(Error::Closed) => return,
+                            Err(other) => panic!("round {round}: a racing write got {other:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = db.clone();
+        let closer = std::thread::spawn(move || second.close().unwrap());
+        db.close().unwrap();
+        Db::open(dir.path(), small()).unwrap().close().unwrap_or_else(|e| panic!("{e}"));
+        closer.join().unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+    }
+}

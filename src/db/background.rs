@@ -13,7 +13,7 @@
 //! An error stops the thread and all writes (`Error::Background`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -32,6 +32,8 @@ use super::files::table_file_name;
 #[derive(Default)]
 pub(crate) struct Background {
     state: Mutex<BackgroundState>,
+    /// Set once `state.error` is set; never cleared.
+    failed: AtomicBool,
     /// Signalled when there may be work, or on shutdown.
     work: Condvar,
     /// Signalled after every flush, successful or not.
@@ -50,13 +52,19 @@ impl Background {
         self.work.notify_all();
     }
 
+    /// The error that stopped writes, if any. Every write asks, so the common answer
+    /// comes from an atomic flag without taking the lock.
     pub(crate) fn error(&self) -> Option<String> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.state.lock().error.clone()
     }
 
     pub(crate) fn set_error(&self, why: &str) {
         let mut state = self.state.lock();
         state.error.get_or_insert_with(|| why.to_string());
+        self.failed.store(true, Ordering::Release);
         self.progress.notify_all();
     }
 
@@ -86,6 +94,7 @@ impl DbCore {
             let mut state = self.background.state.lock();
             if let Err(e) = result {
                 state.error.get_or_insert_with(|| format!("flush failed: {e}"));
+                self.background.failed.store(true, Ordering::Release);
             }
             self.background.progress.notify_all();
         }

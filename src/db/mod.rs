@@ -103,18 +103,21 @@ impl DbCore {
 /// Owns the flush thread; the last `Db` clone to go away closes the database.
 struct DbHandle {
     core: Arc<DbCore>,
+    /// Held for the whole of `close`, so a concurrent second `close` returns only
+    /// once the directory is released.
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl DbHandle {
     fn close(&self) -> Result<()> {
+        let mut flusher = self.flusher.lock();
         if self.core.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         // Waits for a group being committed; later writers see `closed`.
         let synced = self.core.writer.lock().wal.sync();
         self.core.background.shut_down();
-        if let Some(thread) = self.flusher.lock().take() {
+        if let Some(thread) = flusher.take() {
             let _ = thread.join();
         }
         self.core.lock.lock().take();

@@ -47,6 +47,14 @@ pub(crate) struct CommitQueue {
     committed: Condvar,
 }
 
+/// Why a commit group failed.
+enum GroupFailure {
+    /// The database was closed while the group waited.
+    Closed,
+    /// A write or sync failed; writes are stopped.
+    Failed(String),
+}
+
 struct QueueState {
     pending: GroupBuilder,
     pending_sync: bool,
@@ -56,7 +64,7 @@ struct QueueState {
     /// Every group with an id up to this one is finished.
     finished_through: u64,
     /// The first group that failed, and why; it and every later group failed.
-    failed_from: Option<(u64, String)>,
+    failed_from: Option<(u64, GroupFailure)>,
 }
 
 impl Default for QueueState {
@@ -100,7 +108,10 @@ impl DbCore {
         loop {
             if queue.finished_through >= my_group {
                 return match &queue.failed_from {
-                    Some((first, why)) if *first <= my_group => Err(Error::Background(why.clone())),
+                    Some((first, failure)) if *first <= my_group => Err(match failure {
+                        GroupFailure::Closed => Error::Closed,
+                        GroupFailure::Failed(why) => Error::Background(why.clone()),
+                    }),
                     _ => Ok(()),
                 };
             }
@@ -121,9 +132,16 @@ impl DbCore {
         queue.pending_id += 1;
         let result = MutexGuard::unlocked(queue, || self.commit_group(group, sync));
         if let Err(e) = result {
-            let why = e.to_string();
-            self.set_background_error(&why);
-            queue.failed_from.get_or_insert((id, why));
+            let failure = match e {
+                Error::Closed => GroupFailure::Closed,
+                Error::Background(why) => GroupFailure::Failed(why),
+                other => {
+                    let why = other.to_string();
+                    self.set_background_error(&why);
+                    GroupFailure::Failed(why)
+                }
+            };
+            queue.failed_from.get_or_insert((id, failure));
         }
         queue.finished_through = id;
         queue.leader_active = false;
