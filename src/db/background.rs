@@ -21,12 +21,11 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, Result};
 use crate::manifest::{TableMeta, VersionEdit};
 use crate::memtable::FrozenMemtable;
-use crate::sstable::{Table, TableBuilder, TableOptions};
+use crate::sstable::{Table, TableBuilder, TableOptions, table_file_name};
 use crate::version::{ReadView, TableHandle};
 use crate::wal::segment_file_name;
 
 use super::DbCore;
-use super::files::table_file_name;
 
 /// Shared state between writers, `flush()` callers and the flush thread.
 #[derive(Default)]

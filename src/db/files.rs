@@ -12,6 +12,7 @@
 //! files ever share a number. Part of the on-disk layout: never change.
 
 use crate::manifest::parse_manifest_file_name;
+use crate::sstable::table_file_name;
 use crate::wal::parse_segment_file_name;
 
 /// The lock file's name.
@@ -32,11 +33,6 @@ pub enum FileKind {
     Fixed,
     /// Not ours.
     Unknown,
-}
-
-/// The file name of SSTable `number`.
-pub fn table_file_name(number: u64) -> String {
-    format!("{number:06}.sst")
 }
 
 /// Classifies a file name.

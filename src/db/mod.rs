@@ -37,7 +37,7 @@ use crate::manifest::{Manifest, VersionEdit};
 use crate::options::{Options, WriteOptions};
 use crate::version::ReadView;
 
-pub use files::{FileKind, classify as classify_file_name, table_file_name};
+pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
 pub use stats::Stats;
 

@@ -33,14 +33,14 @@ use crate::key::{Entry, SeqNo, ValueKind, key_prefix};
 use crate::manifest::{CURRENT, Manifest, ManifestState};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::Options;
-use crate::sstable::Table;
+use crate::sstable::{Table, table_file_name};
 use crate::version::{ReadView, TableHandle, Version};
 use crate::wal::{
     ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
     truncate_segment,
 };
 
-use super::files::{FileKind, LOCK_FILE, classify, table_file_name};
+use super::files::{FileKind, LOCK_FILE, classify};
 use super::write::WriterState;
 use super::{DbCore, read::SnapshotRegistry};
 

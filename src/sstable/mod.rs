@@ -51,6 +51,11 @@ use properties::Properties;
 pub use builder::{TableBuilder, TableOptions};
 pub use iter::TableIter;
 
+/// The file name of SSTable `number` in a database directory.
+pub fn table_file_name(number: u64) -> String {
+    format!("{number:06}.sst")
+}
+
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug, Clone)]
 struct IndexEntry {
