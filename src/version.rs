@@ -10,12 +10,15 @@
 //! - A version of a key is hidden by a range tombstone with a higher seqno (seqnos are
 //!   unique, so never equal) that covers the key and is visible at the snapshot.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
 use crate::error::Result;
+use crate::fs::FileSystem;
 use crate::iter::EntrySource;
 use crate::key::{Entry, SeqNo, ValueKind};
 use crate::manifest::TableMeta;
@@ -24,7 +27,12 @@ use crate::sstable::Table;
 use crate::tombstones::TombstoneIndex;
 
 /// An open SSTable with what the read path needs beside it.
-#[derive(Debug)]
+///
+/// Its file is deleted when the last handle goes away after [`mark_obsolete`]
+/// (a compaction replaced it): versions, read views and iterators hold handles, so
+/// no reader ever loses a file it still uses.
+///
+/// [`mark_obsolete`]: TableHandle::mark_obsolete
 pub struct TableHandle {
     /// The open file.
     pub table: Arc<Table>,
@@ -32,13 +40,36 @@ pub struct TableHandle {
     pub tombstones: TombstoneIndex,
     /// What the manifest records about it.
     pub meta: TableMeta,
+    fs: Arc<dyn FileSystem>,
+    obsolete: AtomicBool,
+}
+
+impl std::fmt::Debug for TableHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableHandle").field("meta", &self.meta).finish_non_exhaustive()
+    }
+}
+
+impl Drop for TableHandle {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // A file left behind (error, crash) is removed by the next open: the
+            // manifest no longer names it.
+            let _ = self.fs.remove_file(self.table.path());
+        }
+    }
 }
 
 impl TableHandle {
-    /// Wraps an open table.
-    pub fn new(table: Arc<Table>, meta: TableMeta) -> TableHandle {
+    /// Wraps an open table living in `fs`.
+    pub fn new(table: Arc<Table>, meta: TableMeta, fs: Arc<dyn FileSystem>) -> TableHandle {
         let tombstones = TombstoneIndex::new(table.range_tombstones().iter().cloned());
-        TableHandle { table, tombstones, meta }
+        TableHandle { table, tombstones, meta, fs, obsolete: AtomicBool::new(false) }
+    }
+
+    /// The manifest no longer names this table: delete its file once unused.
+    pub fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
     }
 
     /// True if the table's key range may intersect `(lower, upper)`.
@@ -61,30 +92,55 @@ impl TableHandle {
     }
 }
 
-/// An immutable set of SSTables.
+/// An immutable set of SSTables, by level.
+///
+/// Level 0 may overlap and is ordered newest (highest `max_seqno`) first; deeper
+/// levels are sorted runs of non-overlapping tables ordered by smallest key.
 #[derive(Debug, Default)]
 pub struct Version {
-    /// Newest (highest `max_seqno`) first.
-    tables: Vec<Arc<TableHandle>>,
+    levels: Vec<Vec<Arc<TableHandle>>>,
 }
 
 impl Version {
-    /// A version holding `tables` (any order).
-    pub fn new(mut tables: Vec<Arc<TableHandle>>) -> Version {
-        tables.sort_by_key(|t| std::cmp::Reverse(t.meta.max_seqno));
-        Version { tables }
+    /// A version holding `tables`, each in the level its metadata names.
+    pub fn new(tables: impl IntoIterator<Item = Arc<TableHandle>>) -> Version {
+        let mut levels: Vec<Vec<Arc<TableHandle>>> = Vec::new();
+        for table in tables {
+            let level = table.meta.level as usize;
+            if levels.len() <= level {
+                levels.resize_with(level + 1, Vec::new);
+            }
+            levels[level].push(table);
+        }
+        for (level, tables) in levels.iter_mut().enumerate() {
+            if level == 0 {
+                tables.sort_by_key(|t| std::cmp::Reverse(t.meta.max_seqno));
+            } else {
+                tables.sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+            }
+        }
+        Version { levels }
     }
 
-    /// A new version with `table` added.
-    pub fn with_table(&self, table: Arc<TableHandle>) -> Version {
-        let mut tables = self.tables.clone();
-        tables.push(table);
-        Version::new(tables)
+    /// A new version with `added` tables and without the tables numbered in `removed`.
+    pub fn apply(&self, added: &[Arc<TableHandle>], removed: &HashSet<u64>) -> Version {
+        let kept = self.tables().filter(|t| !removed.contains(&t.meta.number)).cloned();
+        Version::new(kept.chain(added.iter().cloned()))
     }
 
-    /// The tables, newest first.
-    pub fn tables(&self) -> &[Arc<TableHandle>] {
-        &self.tables
+    /// The tables of each level.
+    pub fn levels(&self) -> &[Vec<Arc<TableHandle>>] {
+        &self.levels
+    }
+
+    /// Every table, level by level.
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<TableHandle>> {
+        self.levels.iter().flatten()
+    }
+
+    /// Number of tables.
+    pub fn table_count(&self) -> usize {
+        self.levels.iter().map(Vec::len).sum()
     }
 }
 
@@ -115,16 +171,21 @@ impl ReadView {
             lookup.tombstone(memtable.max_covering_tombstone(key, snapshot));
             lookup.version(memtable.get(key, snapshot));
         }
-        for handle in &self.version.tables {
+        let mut levels = self.version.levels.iter();
+        // Level 0 is ordered by max_seqno, so once settled, every later table is too.
+        for handle in levels.next().into_iter().flatten() {
             if lookup.settled_before(handle.meta.max_seqno) {
                 break;
             }
-            if !handle.may_hold(key) {
-                continue;
-            }
-            lookup.tombstone(handle.tombstones.max_covering(key, snapshot));
-            if handle.meta.min_seqno <= snapshot {
-                lookup.version(handle.table.get(key, snapshot)?);
+            lookup.visit_table(handle, key, snapshot)?;
+        }
+        // Deeper levels hold at most one table whose range can contain the key.
+        for level in levels {
+            let i = level.partition_point(|t| t.meta.largest.as_ref() < key);
+            if let Some(handle) = level.get(i)
+                && !lookup.settled_before(handle.meta.max_seqno)
+            {
+                lookup.visit_table(handle, key, snapshot)?;
             }
         }
         Ok(lookup.into_value())
@@ -145,7 +206,7 @@ impl ReadView {
             }
         }
         let owned = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
-        for handle in self.version.tables.iter().filter(|h| h.overlaps(lower, upper)) {
+        for handle in self.version.tables().filter(|h| h.overlaps(lower, upper)) {
             if handle.table.properties().entry_count == 0 {
                 continue;
             }
@@ -169,8 +230,7 @@ impl ReadView {
         }
         set.tables = self
             .version
-            .tables
-            .iter()
+            .tables()
             .filter(|h| !h.tombstones.is_empty() && h.overlaps(lower, upper))
             .cloned()
             .collect();
@@ -207,6 +267,18 @@ impl Lookup {
     fn settled_before(&self, max_seqno: SeqNo) -> bool {
         let found = self.newest.as_ref().map(|e| e.seqno);
         found.max(self.tombstone).is_some_and(|s| s >= max_seqno)
+    }
+
+    /// Consults one table, if its key range can hold `key`.
+    fn visit_table(&mut self, handle: &TableHandle, key: &[u8], snapshot: SeqNo) -> Result<()> {
+        if !handle.may_hold(key) {
+            return Ok(());
+        }
+        self.tombstone(handle.tombstones.max_covering(key, snapshot));
+        if handle.meta.min_seqno <= snapshot {
+            self.version(handle.table.get(key, snapshot)?);
+        }
+        Ok(())
     }
 
     fn tombstone(&mut self, seqno: Option<SeqNo>) {

@@ -12,6 +12,7 @@
 //! a WAL that is replayed again, minus the seqnos the manifest says were flushed.
 //! An error stops the thread and all writes (`Error::Background`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -164,7 +165,7 @@ impl DbCore {
                 .cloned()
                 .collect();
             let version = match &handle {
-                Some(h) => Arc::new(view.version.with_table(h.clone())),
+                Some(h) => Arc::new(view.version.apply(std::slice::from_ref(h), &HashSet::new())),
                 None => view.version.clone(),
             };
             self.view.store(Arc::new(ReadView {
@@ -210,6 +211,6 @@ impl DbCore {
             min_seqno: properties.min_seqno,
             max_seqno: properties.max_seqno,
         };
-        Ok(Arc::new(TableHandle::new(table, meta)))
+        Ok(Arc::new(TableHandle::new(table, meta, self.fs.clone())))
     }
 }

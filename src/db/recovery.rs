@@ -118,7 +118,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
     for meta in state.tables.values() {
         let table =
             Table::open(&*fs, &dir.join(table_file_name(meta.number)), meta.number, cache.clone())?;
-        tables.push(Arc::new(TableHandle::new(Arc::new(table), meta.clone())));
+        tables.push(Arc::new(TableHandle::new(Arc::new(table), meta.clone(), fs.clone())));
     }
 
     // Replay. Memtables that fill up are frozen, oldest first in `frozen`.

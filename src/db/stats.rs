@@ -86,8 +86,8 @@ impl DbCore {
         Stats {
             active_memtable_bytes: view.active.approximate_size() as u64,
             frozen_memtables: view.frozen.len(),
-            sstables: view.version.tables().len(),
-            sstable_bytes: view.version.tables().iter().map(|t| t.meta.size).sum(),
+            sstables: view.version.table_count(),
+            sstable_bytes: view.version.tables().map(|t| t.meta.size).sum(),
             disk_bytes: self.disk_bytes(),
             last_seqno: self.read_seqno(),
             snapshots: self.snapshots.count(),
