@@ -41,6 +41,9 @@ pub(crate) const MAX_GROUP_SIZE: usize = crate::log_record::MAX_RECORD_SIZE - GR
 pub struct WriteBatch {
     rep: Vec<u8>,
     count: u32,
+    /// Sum of the key and value (or range end) lengths: the user's bytes, the
+    /// denominator of write amplification.
+    user_bytes: u64,
 }
 
 impl WriteBatch {
@@ -52,7 +55,7 @@ impl WriteBatch {
     /// An empty batch with room for `bytes` of encoded operations (about the sum of
     /// key and value lengths plus a few bytes per operation).
     pub fn with_capacity(bytes: usize) -> WriteBatch {
-        WriteBatch { rep: Vec::with_capacity(bytes), count: 0 }
+        WriteBatch { rep: Vec::with_capacity(bytes), count: 0, user_bytes: 0 }
     }
 
     /// Sets `key` to `value`.
@@ -113,6 +116,7 @@ impl WriteBatch {
             put_length_prefixed(&mut self.rep, second);
         }
         self.count += 1;
+        self.user_bytes += (key.len() + second.map_or(0, <[u8]>::len)) as u64;
         Ok(self)
     }
 
@@ -130,6 +134,7 @@ impl WriteBatch {
     pub fn clear(&mut self) {
         self.rep.clear();
         self.count = 0;
+        self.user_bytes = 0;
     }
 
     /// Approximate bytes the batch will occupy in the WAL.
@@ -169,12 +174,13 @@ pub(crate) enum BatchOp {
 pub(crate) struct GroupBuilder {
     buf: Vec<u8>,
     count: u32,
+    user_bytes: u64,
 }
 
 impl GroupBuilder {
     /// An empty group; it allocates when the first batch joins.
     pub(crate) fn new() -> GroupBuilder {
-        GroupBuilder { buf: Vec::new(), count: 0 }
+        GroupBuilder { buf: Vec::new(), count: 0, user_bytes: 0 }
     }
 
     /// Appends a batch; `false` (and nothing appended) if the count would overflow.
@@ -186,11 +192,17 @@ impl GroupBuilder {
         }
         self.buf.extend_from_slice(batch.encoded_ops());
         self.count = count;
+        self.user_bytes += batch.user_bytes;
         true
     }
 
     pub(crate) fn count(&self) -> u32 {
         self.count
+    }
+
+    /// Key and value bytes of the group's batches.
+    pub(crate) fn user_bytes(&self) -> u64 {
+        self.user_bytes
     }
 
     /// True if `batch` can join without the group exceeding [`MAX_GROUP_SIZE`].

@@ -230,6 +230,7 @@ fn stats_report_tables_and_growing_seqno() {
     batch.put("b", "2").unwrap().put("c", "3").unwrap();
     db.write(&batch).unwrap();
     assert_eq!(db.stats().unwrap().last_seqno, after_one + 2, "a batch takes one seqno per op");
+    assert_eq!(db.stats().unwrap().user_bytes_written, 6, "keys and values of three puts");
     db.flush().unwrap();
     let stats = db.stats().unwrap();
     assert!(stats.sstables >= 1 && stats.sstable_bytes > 0, "{stats:?}");

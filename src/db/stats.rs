@@ -11,6 +11,7 @@ use super::DbCore;
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) wal_bytes: AtomicU64,
+    pub(crate) user_bytes: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
     pub(crate) flush_nanos: AtomicU64,
@@ -52,6 +53,8 @@ pub struct Stats {
     pub snapshots: usize,
     /// Bytes appended to the WAL since open.
     pub wal_bytes_written: u64,
+    /// Key and value bytes written by the user since open.
+    pub user_bytes_written: u64,
     /// Flushes since open, the bytes they wrote and the time they took.
     pub flushes: u64,
     /// Bytes written by flushes.
@@ -92,6 +95,7 @@ impl DbCore {
             last_seqno: self.read_seqno(),
             snapshots: self.snapshots.count(),
             wal_bytes_written: load(&c.wal_bytes),
+            user_bytes_written: load(&c.user_bytes),
             flushes: load(&c.flushes),
             flush_bytes_written: load(&c.flush_bytes),
             flush_time: Duration::from_nanos(load(&c.flush_nanos)),

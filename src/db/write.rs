@@ -159,12 +159,14 @@ impl DbCore {
         if last > MAX_SEQNO {
             return Err(Error::Background("sequence numbers exhausted".into()));
         }
+        let user_bytes = group.user_bytes();
         let payload = group.finish(base);
         writer.wal.append(&payload)?;
         if sync {
             writer.wal.sync()?;
         }
         self.stats.wal_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.stats.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
         apply_group_payload(active, &Bytes::from(payload), 0)
             .map_err(|_| Error::Background("an encoded group failed to decode".into()))?;
         self.visible_seqno.store(last, Ordering::Release);
