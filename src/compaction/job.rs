@@ -391,8 +391,7 @@ impl Writer<'_, '_> {
         let path = self.job.dir.join(table_file_name(building.number));
         self.created.push(path.clone());
         self.job.fs.rename(&building.temp, &path)?;
-        let table =
-            Table::open(self.job.fs, &path, building.number, Arc::clone(&self.job.cache))?;
+        let table = Table::open(self.job.fs, &path, building.number, Arc::clone(&self.job.cache))?;
         self.done.push(CompactionOutput {
             number: building.number,
             table: Arc::new(table),
@@ -411,5 +410,413 @@ impl Writer<'_, '_> {
             self.job.fs.sync_dir(self.job.dir)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{FaultFs, FaultKind};
+    use crate::key::MAX_SEQNO;
+    use crate::options::Compression;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    fn key(k: u8) -> Bytes {
+        Bytes::from(vec![b'a' + k])
+    }
+
+    fn put(k: u8, seqno: SeqNo, value: &[u8]) -> Entry {
+        Entry { key: key(k), seqno, kind: ValueKind::Put, value: Bytes::copy_from_slice(value) }
+    }
+
+    fn del(k: u8, seqno: SeqNo) -> Entry {
+        Entry { key: key(k), seqno, kind: ValueKind::Delete, value: Bytes::new() }
+    }
+
+    fn rt(start: u8, end: u8, seqno: SeqNo) -> RangeTombstone {
+        RangeTombstone { start: key(start), end: key(end), seqno }
+    }
+
+    const OPTIONS: TableOptions =
+        TableOptions { block_size: 128, compression: Compression::None, bloom_bits_per_key: 10 };
+
+    /// An in-memory directory holding input tables, numbered from 1.
+    struct Setup {
+        fs: FaultFs,
+        dir: PathBuf,
+        cache: Arc<BlockCache>,
+        next: Cell<u64>,
+        inputs: Vec<Arc<Table>>,
+    }
+
+    impl Setup {
+        fn new(tables: &[(Vec<Entry>, Vec<RangeTombstone>)]) -> Setup {
+            let fs = FaultFs::new();
+            let dir = PathBuf::from("/db");
+            fs.create_dir_all(&dir).unwrap();
+            let cache = Arc::new(BlockCache::new(1 << 20));
+            let mut inputs = Vec::new();
+            for (i, (entries, tombstones)) in tables.iter().enumerate() {
+                let number = i as u64 + 1;
+                let path = dir.join(table_file_name(number));
+                let mut entries = entries.clone();
+                entries.sort_by(Entry::cmp_internal);
+                let mut tombstones = tombstones.clone();
+                tombstones.sort_by(RangeTombstone::cmp_internal);
+                let mut b = TableBuilder::new(fs.create(&path).unwrap(), OPTIONS);
+                for e in &entries {
+                    b.add(e).unwrap();
+                }
+                for t in &tombstones {
+                    b.add_range_tombstone(t).unwrap();
+                }
+                b.finish().unwrap();
+                inputs.push(Arc::new(Table::open(&fs, &path, number, cache.clone()).unwrap()));
+            }
+            Setup { fs, dir, cache, next: Cell::new(100), inputs }
+        }
+
+        fn run(
+            &self,
+            snapshots: &[SeqNo],
+            drop_tombstones: bool,
+            target_file_size: u64,
+        ) -> Result<CompactionResult> {
+            let next = || {
+                let n = self.next.get();
+                self.next.set(n + 1);
+                n
+            };
+            CompactionJob {
+                inputs: self.inputs.clone(),
+                snapshots: snapshots.to_vec(),
+                drop_tombstones,
+                target_file_size,
+                options: OPTIONS,
+                fs: &self.fs,
+                dir: &self.dir,
+                new_file_number: &next,
+                cache: self.cache.clone(),
+            }
+            .run()
+        }
+    }
+
+    /// Everything a set of tables holds.
+    fn contents(tables: &[Arc<Table>]) -> (Vec<Entry>, Vec<RangeTombstone>) {
+        let entries = tables
+            .iter()
+            .flat_map(|t| t.iter(Bound::Unbounded, Bound::Unbounded).map(|e| e.unwrap()))
+            .collect();
+        let tombstones = tables.iter().flat_map(|t| t.range_tombstones().to_vec()).collect();
+        (entries, tombstones)
+    }
+
+    /// The reference reader: what a reader at `snapshot` sees.
+    fn visible(
+        entries: &[Entry],
+        tombstones: &[RangeTombstone],
+        snapshot: SeqNo,
+    ) -> BTreeMap<Bytes, Bytes> {
+        let mut newest: BTreeMap<Bytes, &Entry> = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.seqno <= snapshot) {
+            let slot = newest.entry(e.key.clone()).or_insert(e);
+            if e.seqno > slot.seqno {
+                *slot = e;
+            }
+        }
+        newest
+            .into_iter()
+            .filter(|(_, e)| e.kind == ValueKind::Put)
+            .filter(|(k, e)| {
+                !tombstones.iter().any(|t| t.covers(k) && e.seqno < t.seqno && t.seqno <= snapshot)
+            })
+            .map(|(k, e)| (k, e.value.clone()))
+            .collect()
+    }
+
+    fn outputs_tables(result: &CompactionResult) -> Vec<Arc<Table>> {
+        result.outputs.iter().map(|o| o.table.clone()).collect()
+    }
+
+    /// Checks the shape of the outputs: sorted, non-overlapping, tombstones clipped to
+    /// each table's range, all files named as reported.
+    fn check_shape(setup: &Setup, result: &CompactionResult, target: u64) {
+        let mut first_keys = Vec::new();
+        for o in &result.outputs {
+            assert_eq!(o.table.properties(), &o.properties);
+            assert_eq!(o.table.path(), setup.dir.join(table_file_name(o.number)));
+            let (entries, tombstones) = contents(std::slice::from_ref(&o.table));
+            assert!(!entries.is_empty() || result.outputs.len() == 1, "empty middle table");
+            for e in &entries {
+                assert!(o.properties.smallest_key <= e.key && e.key <= o.properties.largest_key);
+            }
+            for t in &tombstones {
+                assert!(o.properties.smallest_key <= t.start && t.end <= o.properties.largest_key);
+            }
+            // At most the target plus one key's versions plus tombstones and metadata.
+            let largest_key_bytes = entries
+                .chunk_by(|a, b| a.key == b.key)
+                .map(|run| run.iter().map(|e| e.key.len() + e.value.len() + 16).sum::<usize>())
+                .max()
+                .unwrap_or(0) as u64;
+            let slack = 1024 + 32 * tombstones.len() as u64;
+            assert!(
+                o.table.file_size() <= target + largest_key_bytes + slack,
+                "table of {} bytes, target {target}",
+                o.table.file_size()
+            );
+            first_keys.push(entries.first().map(|e| e.key.clone()));
+        }
+        for (i, pair) in result.outputs.windows(2).enumerate() {
+            let (a, b) = (contents(&[pair[0].table.clone()]), contents(&[pair[1].table.clone()]));
+            let next_first = first_keys[i + 1].clone().unwrap();
+            // Every key of a sorts before every key of b: versions never straddle.
+            assert!(a.0.last().unwrap().key < next_first);
+            assert!(pair[0].properties.largest_key <= pair[1].properties.smallest_key);
+            for t in &a.1 {
+                assert!(t.end <= next_first, "tombstone {t:?} runs into the next table");
+            }
+            for t in &b.1 {
+                assert!(t.start >= next_first, "tombstone {t:?} starts before its table");
+            }
+        }
+        let mut numbers: Vec<u64> = result.outputs.iter().map(|o| o.number).collect();
+        numbers.dedup();
+        assert_eq!(numbers.len(), result.outputs.len());
+        for name in setup.fs.file_names() {
+            assert!(!name.to_string_lossy().ends_with(".tmp"), "{name:?} left behind");
+        }
+    }
+
+    /// Random tables with disjoint seqno ranges over a small key space.
+    fn arb_tables() -> impl Strategy<Value = Vec<(Vec<Entry>, Vec<RangeTombstone>)>> {
+        let entry = (0u8..12, 0u8..4, proptest::collection::vec(any::<u8>(), 0..40));
+        let tombstone = (0u8..13, 1u8..6);
+        let table =
+            (proptest::collection::vec(entry, 0..40), proptest::collection::vec(tombstone, 0..3));
+        proptest::collection::vec(table, 1..5).prop_map(|tables| {
+            let mut seqno = 0;
+            let mut next = || {
+                seqno += 1;
+                seqno
+            };
+            tables
+                .into_iter()
+                .map(|(entries, tombstones)| {
+                    let entries = entries
+                        .into_iter()
+                        .map(
+                            |(k, kind, value)| {
+                                if kind == 0 { del(k, next()) } else { put(k, next(), &value) }
+                            },
+                        )
+                        .collect();
+                    let tombstones =
+                        tombstones.into_iter().map(|(s, len)| rt(s, s + len, next())).collect();
+                    (entries, tombstones)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_snapshot_sees_what_it_saw_before(
+            tables in arb_tables(),
+            snapshot_picks in proptest::collection::vec(0u64..200, 0..4),
+            drop_tombstones in any::<bool>(),
+            target in 200u64..3000,
+        ) {
+            let setup = Setup::new(&tables);
+            let (in_entries, in_tombstones) = contents(&setup.inputs);
+            let max_seqno = tables.iter().map(|(e, t)| e.len() + t.len()).sum::<usize>() as u64;
+            let snapshots: Vec<SeqNo> =
+                snapshot_picks.iter().map(|s| s % (max_seqno + 2)).collect();
+            let result = setup.run(&snapshots, drop_tombstones, target).unwrap();
+            let (out_entries, out_tombstones) = contents(&outputs_tables(&result));
+            for &s in snapshots.iter().chain([&MAX_SEQNO]) {
+                prop_assert_eq!(
+                    visible(&out_entries, &out_tombstones, s),
+                    visible(&in_entries, &in_tombstones, s),
+                    "at snapshot {}", s
+                );
+            }
+            check_shape(&setup, &result, target);
+
+            let stats = result.stats;
+            prop_assert_eq!(stats.entries_in, in_entries.len() as u64);
+            prop_assert_eq!(stats.entries_out, out_entries.len() as u64);
+            prop_assert_eq!(stats.range_tombstones_in, in_tombstones.len() as u64);
+            prop_assert_eq!(stats.range_tombstones_out, out_tombstones.len() as u64);
+            let point_deletes_dropped = stats.entries_in - stats.entries_out - stats.versions_dropped;
+            prop_assert!(point_deletes_dropped <= stats.tombstones_dropped);
+            prop_assert_eq!(
+                stats.bytes_read,
+                setup.inputs.iter().map(|t| t.file_size()).sum::<u64>()
+            );
+            prop_assert_eq!(
+                stats.bytes_written,
+                result.outputs.iter().map(|o| o.table.file_size()).sum::<u64>()
+            );
+
+            // Collapsing happened: at most one version per key and stripe.
+            let mut sorted = snapshots.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            for run in out_entries.chunk_by(|a, b| a.key == b.key) {
+                let stripes: Vec<usize> =
+                    run.iter().map(|e| sorted.partition_point(|&s| s < e.seqno)).collect();
+                let mut distinct = stripes.clone();
+                distinct.dedup();
+                prop_assert_eq!(distinct, stripes, "two versions of a key in one stripe");
+            }
+            if !drop_tombstones {
+                prop_assert_eq!(stats.tombstones_dropped, 0);
+            }
+            if drop_tombstones && snapshots.is_empty() {
+                prop_assert!(out_entries.iter().all(|e| e.kind == ValueKind::Put));
+                prop_assert!(out_tombstones.is_empty());
+                let keys = out_entries.chunk_by(|a, b| a.key == b.key).count();
+                prop_assert_eq!(keys, out_entries.len());
+            }
+        }
+    }
+
+    #[test]
+    fn versions_collapse_by_snapshot_stripe() {
+        let setup = Setup::new(&[
+            (vec![put(0, 1, b"1"), put(0, 3, b"3"), put(1, 2, b"x")], vec![]),
+            (vec![put(0, 5, b"5"), put(0, 7, b"7"), del(1, 6)], vec![]),
+        ]);
+        // Stripes: (..=4] and latest.
+        let result = setup.run(&[4], false, 1 << 20).unwrap();
+        let (entries, _) = contents(&outputs_tables(&result));
+        let kept: Vec<(Bytes, SeqNo)> = entries.iter().map(|e| (e.key.clone(), e.seqno)).collect();
+        assert_eq!(kept, vec![(key(0), 7), (key(0), 3), (key(1), 6), (key(1), 2)]);
+        assert_eq!(result.stats.versions_dropped, 2);
+        assert_eq!(result.stats.tombstones_dropped, 0);
+
+        // Without snapshots and at the bottom: the delete and what it hid vanish.
+        let result = setup.run(&[], true, 1 << 20).unwrap();
+        let (entries, _) = contents(&outputs_tables(&result));
+        assert_eq!(entries, vec![put(0, 7, b"7")]);
+        assert_eq!(result.stats.versions_dropped, 4);
+        assert_eq!(result.stats.tombstones_dropped, 1);
+    }
+
+    #[test]
+    fn range_tombstones_drop_covered_versions_in_their_stripe_only() {
+        let setup = Setup::new(&[
+            (vec![put(1, 1, b"old"), put(2, 3, b"mid"), put(5, 2, b"out")], vec![]),
+            (vec![], vec![rt(0, 4, 4)]),
+        ]);
+        // Snapshot 2 separates version 1 from the tombstone; version 3 shares its stripe.
+        let result = setup.run(&[2], true, 1 << 20).unwrap();
+        let (entries, tombstones) = contents(&outputs_tables(&result));
+        let seqnos: Vec<SeqNo> = entries.iter().map(|e| e.seqno).collect();
+        assert_eq!(seqnos, vec![1, 2]);
+        assert_eq!(tombstones, vec![rt(0, 4, 4)]);
+        // No snapshot: the tombstone and everything it covered go.
+        let result = setup.run(&[], true, 1 << 20).unwrap();
+        let (entries, tombstones) = contents(&outputs_tables(&result));
+        assert_eq!(entries, vec![put(5, 2, b"out")]);
+        assert!(tombstones.is_empty());
+        // Not at the bottom: the tombstone stays (older data may exist below).
+        let result = setup.run(&[], false, 1 << 20).unwrap();
+        let (entries, tombstones) = contents(&outputs_tables(&result));
+        assert_eq!(entries, vec![put(5, 2, b"out")]);
+        assert_eq!(tombstones, vec![rt(0, 4, 4)]);
+    }
+
+    #[test]
+    fn a_tombstone_is_cut_at_every_output_boundary() {
+        let entries: Vec<Entry> = (1..20).map(|k| put(k, 100 + u64::from(k), &[7; 64])).collect();
+        let setup = Setup::new(&[(entries, vec![rt(0, 25, 1)])]);
+        let result = setup.run(&[1], false, 300).unwrap();
+        assert!(result.outputs.len() >= 3, "{} outputs", result.outputs.len());
+        check_shape(&setup, &result, 300);
+        // The pieces tile the original range exactly.
+        let pieces: Vec<RangeTombstone> =
+            result.outputs.iter().flat_map(|o| o.table.range_tombstones().to_vec()).collect();
+        assert_eq!(pieces.len(), result.outputs.len());
+        assert_eq!(pieces.first().unwrap().start, key(0));
+        assert_eq!(pieces.last().unwrap().end, key(25));
+        for pair in pieces.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        // Compacting the pieces again joins them back into one tombstone.
+        let again = CompactionJob {
+            inputs: outputs_tables(&result),
+            snapshots: vec![1],
+            drop_tombstones: false,
+            target_file_size: 1 << 20,
+            options: OPTIONS,
+            fs: &setup.fs,
+            dir: &setup.dir,
+            new_file_number: &|| 500,
+            cache: setup.cache.clone(),
+        }
+        .run()
+        .unwrap();
+        assert_eq!(again.outputs.len(), 1);
+        assert_eq!(again.outputs[0].table.range_tombstones(), &[rt(0, 25, 1)]);
+    }
+
+    #[test]
+    fn only_tombstones_make_one_table_and_nothing_makes_none() {
+        let setup = Setup::new(&[(vec![], vec![rt(2, 5, 3), rt(1, 3, 2)])]);
+        let result = setup.run(&[1], true, 1).unwrap();
+        assert_eq!(result.outputs.len(), 1);
+        assert_eq!(result.outputs[0].table.range_tombstones(), &[rt(1, 3, 2), rt(2, 5, 3)]);
+        let result = setup.run(&[], true, 1).unwrap();
+        assert!(result.outputs.is_empty());
+        assert_eq!(result.stats.tombstones_dropped, 2);
+    }
+
+    #[test]
+    fn a_failure_leaves_no_output_file_behind() {
+        let entries: Vec<Entry> = (0..40).map(|k| put(k, u64::from(k) + 1, &[k; 200])).collect();
+        let setup = Setup::new(&[(entries, vec![rt(3, 9, 50)])]);
+        let before = setup.fs.file_names();
+        let baseline = setup.run(&[], false, 2000).unwrap();
+        assert!(baseline.outputs.len() > 2);
+        for o in &baseline.outputs {
+            setup.fs.remove_file(o.table.path()).unwrap();
+        }
+        drop(baseline);
+        for kind in [
+            FaultKind::Create,
+            FaultKind::Write,
+            FaultKind::Sync,
+            FaultKind::Rename,
+            FaultKind::SyncDir,
+        ] {
+            let mut n = 0;
+            loop {
+                setup.fs.fail_after(kind, n);
+                let result = setup.run(&[], false, 2000);
+                setup.fs.clear_faults();
+                match result {
+                    Err(e) => {
+                        assert!(e.to_string().contains("injected"), "{e}");
+                        assert_eq!(setup.fs.file_names(), before, "{kind:?} #{n}");
+                    }
+                    Ok(result) => {
+                        // Past the last operation of this kind: the fault never fired.
+                        assert!(n > 0);
+                        for o in &result.outputs {
+                            setup.fs.remove_file(o.table.path()).unwrap();
+                        }
+                        break;
+                    }
+                }
+                n += 1;
+            }
+        }
     }
 }

@@ -205,9 +205,8 @@ impl TableBuilder {
             self.properties.min_seqno = 0;
         }
         // A clock before 1970 is recorded as 0, "unknown".
-        self.properties.created_at_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        self.properties.created_at_secs =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let filter = std::mem::replace(&mut self.filter, FilterBuilder::new(0)).finish();
         let filter = self.write_block(&filter, Compression::None)?;
         let tombstones = self.tombstone_block.finish();
