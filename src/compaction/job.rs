@@ -593,8 +593,8 @@ mod tests {
 
     /// Random tables with disjoint seqno ranges over a small key space.
     fn arb_tables() -> impl Strategy<Value = Vec<(Vec<Entry>, Vec<RangeTombstone>)>> {
-        let entry = (0u8..12, 0u8..4, proptest::collection::vec(any::<u8>(), 0..40));
-        let tombstone = (0u8..13, 1u8..6);
+        let entry = (0u8..24, 0u8..4, proptest::collection::vec(any::<u8>(), 0..40));
+        let tombstone = (0u8..25, 1u8..8);
         let table =
             (proptest::collection::vec(entry, 0..40), proptest::collection::vec(tombstone, 0..3));
         proptest::collection::vec(table, 1..5).prop_map(|tables| {
@@ -623,14 +623,14 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
         fn every_snapshot_sees_what_it_saw_before(
             tables in arb_tables(),
             snapshot_picks in proptest::collection::vec(0u64..200, 0..4),
             drop_tombstones in any::<bool>(),
-            target in 200u64..3000,
+            target in 1u64..800,
         ) {
             let setup = Setup::new(&tables);
             let (in_entries, in_tombstones) = contents(&setup.inputs);
