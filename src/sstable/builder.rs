@@ -19,6 +19,8 @@
 //!    Renaming it into place and syncing the directory is the caller's job.
 //! 4. After any error the builder's output is unusable: drop it and remove the file.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::error::{Error, Result};
 use crate::fs::WritableFile;
 use crate::key::{
@@ -202,6 +204,9 @@ impl TableBuilder {
         if self.properties.min_seqno == SeqNo::MAX {
             self.properties.min_seqno = 0;
         }
+        // A clock before 1970 is recorded as 0, "unknown".
+        self.properties.created_at_secs =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let filter = std::mem::replace(&mut self.filter, FilterBuilder::new(0)).finish();
         let filter = self.write_block(&filter, Compression::None)?;
         let tombstones = self.tombstone_block.finish();

@@ -439,7 +439,15 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sst");
         let props = write_table(&path, &[], &[], TableOptions::default());
-        assert_eq!(props, Properties { compression: Compression::Lz4, ..Properties::default() });
+        assert!(props.created_at_secs > 0);
+        assert_eq!(
+            props,
+            Properties {
+                compression: Compression::Lz4,
+                created_at_secs: props.created_at_secs,
+                ..Properties::default()
+            }
+        );
         let table = open(&path).unwrap();
         assert_eq!(table.get(b"a", u64::MAX).unwrap(), None);
         assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).count(), 0);

@@ -6,7 +6,7 @@
 //! | min_seqno varint | max_seqno varint
 //! | smallest_key (varint length + bytes) | largest_key (varint length + bytes)
 //! | raw_key_bytes varint | raw_value_bytes varint | data_block_count varint
-//! | compression tag u8
+//! | compression tag u8 | created_at_secs varint
 //! ```
 //!
 //! # Invariants
@@ -50,6 +50,9 @@ pub struct Properties {
     /// Compression the blocks were written with (blocks that did not shrink enough
     /// are stored uncompressed).
     pub compression: Compression,
+    /// When the table was built, in seconds since the Unix epoch (0 if unknown).
+    /// Compaction strategies derive a table's age from it.
+    pub created_at_secs: u64,
 }
 
 impl Properties {
@@ -71,6 +74,7 @@ impl Properties {
             put_varint(&mut buf, v);
         }
         buf.push(self.compression as u8);
+        put_varint(&mut buf, self.created_at_secs);
         buf
     }
 
@@ -93,6 +97,7 @@ impl Properties {
         let data_block_count = varint(&mut d, "data block count")?;
         let compression =
             d.u8().and_then(Compression::from_tag).ok_or_else(|| bad(&d, "compression"))?;
+        let created_at_secs = varint(&mut d, "creation time")?;
         if !d.is_empty() {
             return Err(bad(&d, "trailing bytes"));
         }
@@ -111,6 +116,7 @@ impl Properties {
             raw_value_bytes,
             data_block_count,
             compression,
+            created_at_secs,
         })
     }
 }
@@ -134,6 +140,7 @@ mod tests {
             raw_value_bytes: 999_999,
             data_block_count: 17,
             compression: Compression::Zstd,
+            created_at_secs: 1_700_000_000,
         };
         assert_eq!(Properties::decode(&p.encode(), 0).unwrap(), p);
         assert_eq!(
@@ -146,6 +153,30 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn any_properties_round_trip(
+            counts in proptest::array::uniform6(any::<u64>()),
+            seqnos in (any::<u64>(), any::<u64>()),
+            keys in (proptest::collection::vec(any::<u8>(), 0..8), proptest::collection::vec(any::<u8>(), 0..8)),
+            created_at_secs in any::<u64>(),
+        ) {
+            let p = Properties {
+                entry_count: counts[0].max(counts[1]),
+                point_delete_count: counts[0].min(counts[1]),
+                range_tombstone_count: counts[2],
+                min_seqno: seqnos.0.min(seqnos.1),
+                max_seqno: seqnos.0.max(seqnos.1),
+                smallest_key: Bytes::from(keys.0),
+                largest_key: Bytes::from(keys.1),
+                raw_key_bytes: counts[3],
+                raw_value_bytes: counts[4],
+                data_block_count: counts[5],
+                compression: Compression::None,
+                created_at_secs,
+            };
+            prop_assert_eq!(Properties::decode(&p.encode(), 0).unwrap(), p);
+        }
+
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Properties::decode(&bytes, 0);
