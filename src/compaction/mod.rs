@@ -18,7 +18,7 @@
 //! 1 and up, used by the leveled strategy, hold sorted runs of non-overlapping tables
 //! ordered by smallest key. The size-tiered strategy keeps every table in level 0.
 
-// mod leveled;
+mod leveled;
 mod tiered;
 
 use std::collections::HashSet;
@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use crate::key::SeqNo;
 
-// pub use leveled::{Leveled, LeveledOptions};
+pub use leveled::{Leveled, LeveledOptions};
 pub use tiered::{SizeTiered, SizeTieredOptions};
 
 /// What picking sees of one table.
