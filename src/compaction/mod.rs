@@ -19,6 +19,8 @@
 //! ordered by smallest key. The size-tiered strategy keeps every table in level 0.
 
 mod job;
+mod leveled;
+mod tiered;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -28,6 +30,8 @@ use bytes::Bytes;
 use crate::key::SeqNo;
 
 pub use job::{CompactionJob, CompactionOutput, CompactionResult, CompactionStats};
+pub use leveled::{Leveled, LeveledOptions};
+pub use tiered::{SizeTiered, SizeTieredOptions};
 
 /// What picking sees of one table.
 #[derive(Debug, Clone, PartialEq, Eq)]

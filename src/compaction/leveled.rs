@@ -1,0 +1,932 @@
+//! Leveled compaction, as in LevelDB/RocksDB, with RocksDB's
+//! `level_compaction_dynamic_level_bytes` level targets.
+//!
+//! # Shape
+//! Level 0 holds overlapping flushes. Levels 1.. each hold one sorted run: tables that
+//! do not overlap (key ranges are inclusive), ordered by smallest key. For any user key,
+//! versions in a shallower level are newer than versions in a deeper one.
+//!
+//! # Level targets (dynamic)
+//! Let `bottom = num_levels - 1` and `S` the bytes of the last non-empty level ≥ 1
+//! (in the steady state that is the bottom level, since data is only ever pushed down).
+//! The bottom level's target is `S`; each level above it gets the target of the level
+//! below ÷ `level_size_multiplier` (at least 1 byte). Walking up from the bottom, the
+//! first level whose target is at most `base_level_size` is the **base level** (level
+//! 1 if none is); when every level ≥ 1 is empty the base level is the bottom. The base
+//! level is then lowered to the first non-empty level ≥ 1 if that is shallower, so the
+//! levels between 0 and the base level are always empty and level 0 never compacts
+//! underneath older data. Level 0 compacts straight into the base level.
+//!
+//! # Scores and picking
+//! - Level 0: idle (not busy) table count ÷ `l0_compaction_trigger`.
+//! - Levels from the base level to `bottom - 1`: idle bytes ÷ target. A level whose
+//!   data does not sit at the bottom (a shrunken or legacy tree) thereby scores high
+//!   and drains downward. The bottom level has no score: it only grows.
+//! - The highest score ≥ 1 whose inputs are all idle wins (ties: the shallower level);
+//!   when a level's candidates are all busy, the next score is tried.
+//! - Level 0 → base level: starting from the oldest idle level-0 table, the inputs are
+//!   every level-0 table overlapping it, closed under overlap, plus the overlapping
+//!   base-level tables (see expansion). Level-0 compactions have no byte cap: every
+//!   overlapping level-0 table must go down together.
+//! - Level n → n + 1: one seed table of level n, the one whose inputs (after
+//!   expansion) have the smallest ratio of level-(n+1) bytes to level-n bytes — RocksDB's
+//!   `kMinOverlappingRatio`, which writes the fewest bytes per byte pushed down and,
+//!   unlike a round-robin cursor, keeps picking a pure function. Candidates whose
+//!   inputs exceed `max_compaction_bytes` are only taken when no candidate fits. Ties
+//!   go to the smallest key.
+//! - **Expansion.** The inputs' key hull is widened until it is closed: every table of
+//!   the input level and of the output level that overlaps the hull is an input. No
+//!   output-level table is then partially covered, so the outputs (which span at most
+//!   the hull) never overlap a table left in place, and no input-level table holding
+//!   versions of a key in the hull is left above the newer outputs.
+//! - **Trivial move.** A single input table of level n with nothing overlapping it in
+//!   the output level is moved (`move_only`), not rewritten.
+//! - **Dropping tombstones.** `drop_tombstones` is true only for rewrites where no
+//!   table in a level deeper than the output level overlaps the inputs' key hull, and
+//!   no table outside the inputs in the input level or any level above the output
+//!   level (level 0 included) overlaps the hull with a `min_seqno` below the inputs'
+//!   largest `max_seqno` — such a table could hold an older version an input tombstone
+//!   hides.
+//!
+//! # Manual compaction
+//! [`CompactionStrategy::pick_manual`] at `level` takes the tables of that level
+//! intersecting the range (all when there is none), expands them as above into the next
+//! level (the base level for level 0; the bottom level compacts into itself, rewriting
+//! its tables to drop tombstones). `None` when nothing in `level` intersects.
+//!
+//! # Write pressure
+//! From the level-0 table count (busy or not) against `l0_slowdown_trigger` and
+//! `l0_stop_trigger`. RocksDB also slows writes on *pending compaction bytes* (the bytes
+//! by which levels exceed their targets, with their cascade into the next level); that
+//! would be a `soft/hard_pending_compaction_bytes` pair compared against
+//! `Σ max(0, bytes − target) × (1 + multiplier)` over the scored levels.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::{
+    CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
+    WritePressure,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// Tuning of [`Leveled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeveledOptions {
+    /// Levels, level 0 included (default 7).
+    pub num_levels: usize,
+    /// Level-0 table count that scores 1 (default 4).
+    pub l0_compaction_trigger: usize,
+    /// Level-0 table count from which writes are slowed down (default 20).
+    pub l0_slowdown_trigger: usize,
+    /// Level-0 table count from which writes stop (default 36).
+    pub l0_stop_trigger: usize,
+    /// Largest target of the base level (default 256 MiB).
+    pub base_level_size: u64,
+    /// Ratio of a level's target to the one above it (default 10).
+    pub level_size_multiplier: f64,
+    /// Output tables are cut at this size (default 64 MiB).
+    pub target_file_size: u64,
+    /// Soft cap on one level-n compaction's input bytes (default 25 × target).
+    pub max_compaction_bytes: u64,
+}
+
+impl Default for LeveledOptions {
+    fn default() -> Self {
+        LeveledOptions {
+            num_levels: 7,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 20,
+            l0_stop_trigger: 36,
+            base_level_size: 256 * MIB,
+            level_size_multiplier: 10.0,
+            target_file_size: 64 * MIB,
+            max_compaction_bytes: 25 * 64 * MIB,
+        }
+    }
+}
+
+impl LeveledOptions {
+    /// Checks that the options make sense together; the message names the first
+    /// offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num_levels < 2 {
+            return Err(format!("num_levels must be at least 2, not {}", self.num_levels));
+        }
+        if self.l0_compaction_trigger == 0 {
+            return Err("l0_compaction_trigger must be positive".to_owned());
+        }
+        if self.l0_slowdown_trigger < self.l0_compaction_trigger {
+            return Err(format!(
+                "l0_slowdown_trigger ({}) must be at least l0_compaction_trigger ({})",
+                self.l0_slowdown_trigger, self.l0_compaction_trigger
+            ));
+        }
+        if self.l0_stop_trigger < self.l0_slowdown_trigger {
+            return Err(format!(
+                "l0_stop_trigger ({}) must be at least l0_slowdown_trigger ({})",
+                self.l0_stop_trigger, self.l0_slowdown_trigger
+            ));
+        }
+        if self.base_level_size == 0 {
+            return Err("base_level_size must be positive".to_owned());
+        }
+        let m = self.level_size_multiplier;
+        if !(m.is_finite() && m > 1.0) {
+            return Err(format!("level_size_multiplier must be a finite number above 1, not {m}"));
+        }
+        if self.target_file_size == 0 {
+            return Err("target_file_size must be positive".to_owned());
+        }
+        if self.max_compaction_bytes < self.target_file_size {
+            return Err(format!(
+                "max_compaction_bytes ({}) must be at least target_file_size ({})",
+                self.max_compaction_bytes, self.target_file_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Leveled compaction with dynamic level targets (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Leveled {
+    options: LeveledOptions,
+}
+
+/// The computed shape: the base level and each level's target in bytes.
+#[derive(Debug, Clone, PartialEq)]
+struct Targets {
+    /// Level 0 compacts into this level.
+    base: usize,
+    /// `bytes[i]` is level i's target (0 for level 0 and levels above the base level).
+    bytes: Vec<u64>,
+}
+
+/// One compaction's inputs after expansion.
+struct Inputs<'a> {
+    /// Tables of the input level.
+    upper: Vec<&'a TableSummary>,
+    /// Tables of the output level (empty when it is the input level).
+    lower: Vec<&'a TableSummary>,
+}
+
+impl Inputs<'_> {
+    fn all(&self) -> impl Iterator<Item = &TableSummary> {
+        self.upper.iter().chain(&self.lower).copied()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.all().map(|t| t.size).sum()
+    }
+
+    fn is_busy(&self, busy: &HashSet<u64>) -> bool {
+        self.all().any(|t| busy.contains(&t.number))
+    }
+}
+
+impl Leveled {
+    /// A strategy with `options`, which must pass [`LeveledOptions::validate`].
+    pub fn new(options: LeveledOptions) -> Result<Self, String> {
+        options.validate()?;
+        Ok(Leveled { options })
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &LeveledOptions {
+        &self.options
+    }
+
+    /// The level new data from level 0 compacts into (see the module doc).
+    pub fn base_level(&self, levels: &LevelsSummary) -> u32 {
+        self.targets(levels).base as u32
+    }
+
+    /// Dynamic level targets and the base level.
+    fn targets(&self, levels: &LevelsSummary) -> Targets {
+        let n = self.options.num_levels;
+        let bottom = n - 1;
+        let mut bytes = vec![0; n];
+        let non_empty = |i: &usize| !tables(levels, *i).is_empty();
+        let (Some(first), Some(last)) = ((1..n).find(non_empty), (1..n).rev().find(non_empty))
+        else {
+            return Targets { base: bottom, bytes };
+        };
+        let base_size = self.options.base_level_size as f64;
+        let mut target = levels.level_bytes(last) as f64;
+        let mut base = None;
+        for level in (1..=bottom).rev() {
+            if level < bottom {
+                target /= self.options.level_size_multiplier;
+            }
+            bytes[level] = (target as u64).max(1);
+            if base.is_none() && target <= base_size {
+                base = Some(level);
+            }
+        }
+        let base = base.unwrap_or(1).min(first);
+        for b in &mut bytes[..base] {
+            *b = 0;
+        }
+        Targets { base, bytes }
+    }
+
+    /// `(score, level)` of every level that has one, highest first.
+    fn scores(
+        &self,
+        levels: &LevelsSummary,
+        busy: &HashSet<u64>,
+        targets: &Targets,
+    ) -> Vec<(f64, usize)> {
+        let idle =
+            |level: usize| tables(levels, level).iter().filter(move |t| !busy.contains(&t.number));
+        let l0 = idle(0).count() as f64 / self.options.l0_compaction_trigger as f64;
+        let mut scores = vec![(l0, 0)];
+        for level in targets.base..self.options.num_levels - 1 {
+            let bytes: u64 = idle(level).map(|t| t.size).sum();
+            scores.push((bytes as f64 / targets.bytes[level] as f64, level));
+        }
+        scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scores
+    }
+
+    /// The output level of a compaction out of `level`.
+    fn output_level(&self, level: usize, targets: &Targets) -> usize {
+        if level == 0 { targets.base } else { (level + 1).min(self.options.num_levels - 1) }
+    }
+
+    /// The best idle compaction out of `level`, if any.
+    fn pick_level(
+        &self,
+        levels: &LevelsSummary,
+        busy: &HashSet<u64>,
+        level: usize,
+        targets: &Targets,
+    ) -> Option<CompactionTask> {
+        let output = self.output_level(level, targets);
+        let mut seeds: Vec<&TableSummary> =
+            tables(levels, level).iter().filter(|t| !busy.contains(&t.number)).collect();
+        if level == 0 {
+            // Oldest first; the first closure that is idle wins.
+            seeds.sort_by_key(|t| (t.max_seqno, t.number));
+            return seeds.into_iter().find_map(|seed| {
+                let inputs = expand(levels, level, output, &seed.smallest, &seed.largest);
+                (!inputs.is_busy(busy)).then(|| {
+                    self.task(levels, CompactionReason::LevelScore, level, output, &inputs)
+                })
+            });
+        }
+        let cap = self.options.max_compaction_bytes;
+        seeds
+            .into_iter()
+            .map(|seed| (seed, expand(levels, level, output, &seed.smallest, &seed.largest)))
+            .filter(|(_, inputs)| !inputs.is_busy(busy))
+            .min_by(|(a, x), (b, y)| {
+                let ratio = |i: &Inputs| {
+                    let upper: u64 = i.upper.iter().map(|t| t.size).sum();
+                    let lower: u64 = i.lower.iter().map(|t| t.size).sum();
+                    lower as f64 / upper.max(1) as f64
+                };
+                (x.bytes() > cap)
+                    .cmp(&(y.bytes() > cap))
+                    .then(ratio(x).total_cmp(&ratio(y)))
+                    .then(a.smallest.cmp(&b.smallest))
+            })
+            .map(|(_, inputs)| {
+                self.task(levels, CompactionReason::LevelScore, level, output, &inputs)
+            })
+    }
+
+    /// A task over `inputs`, moving when it can, with `drop_tombstones` computed.
+    fn task(
+        &self,
+        levels: &LevelsSummary,
+        reason: CompactionReason,
+        level: usize,
+        output: usize,
+        inputs: &Inputs,
+    ) -> CompactionTask {
+        let move_only = level != output && inputs.upper.len() == 1 && inputs.lower.is_empty();
+        CompactionTask {
+            reason,
+            inputs: (inputs.upper.iter().map(|t| (level as u32, t.number)))
+                .chain(inputs.lower.iter().map(|t| (output as u32, t.number)))
+                .collect(),
+            output_level: output as u32,
+            move_only,
+            drop_tombstones: !move_only && may_drop_tombstones(levels, output, inputs),
+            target_file_size: self.options.target_file_size,
+        }
+    }
+}
+
+/// The tables of `level` (none if the summary lacks it).
+fn tables(levels: &LevelsSummary, level: usize) -> &[TableSummary] {
+    levels.levels.get(level).map_or(&[], Vec::as_slice)
+}
+
+/// The tables of `level` and `output` overlapping `[smallest, largest]`, with the range
+/// widened until no table of either level overlaps it without being an input.
+fn expand<'a>(
+    levels: &'a LevelsSummary,
+    level: usize,
+    output: usize,
+    smallest: &Bytes,
+    largest: &Bytes,
+) -> Inputs<'a> {
+    let (mut lo, mut hi) = (smallest.clone(), largest.clone());
+    loop {
+        let overlapping = |l: usize| -> Vec<&'a TableSummary> {
+            tables(levels, l).iter().filter(|t| t.overlaps(&lo, &hi)).collect()
+        };
+        let inputs = Inputs {
+            upper: overlapping(level),
+            lower: if output == level { Vec::new() } else { overlapping(output) },
+        };
+        let new_lo = inputs.all().map(|t| &t.smallest).min().unwrap_or(&lo).clone();
+        let new_hi = inputs.all().map(|t| &t.largest).max().unwrap_or(&hi).clone();
+        if new_lo >= lo && new_hi <= hi {
+            return inputs;
+        }
+        lo = new_lo.min(lo);
+        hi = new_hi.max(hi);
+    }
+}
+
+/// True when no table outside `inputs` can hold an older version of a key in their
+/// hull: nothing deeper than `output` overlaps it, and nothing at or above `output`
+/// overlaps it with a seqno below the inputs' newest.
+fn may_drop_tombstones(levels: &LevelsSummary, output: usize, inputs: &Inputs) -> bool {
+    let (Some(lo), Some(hi), Some(max_seqno)) = (
+        inputs.all().map(|t| &t.smallest).min(),
+        inputs.all().map(|t| &t.largest).max(),
+        inputs.all().map(|t| t.max_seqno).max(),
+    ) else {
+        return false;
+    };
+    let numbers: HashSet<u64> = inputs.all().map(|t| t.number).collect();
+    !levels.levels.iter().enumerate().any(|(level, tables)| {
+        tables.iter().any(|t| {
+            !numbers.contains(&t.number)
+                && t.overlaps(lo, hi)
+                && (level > output || t.min_seqno < max_seqno)
+        })
+    })
+}
+
+impl CompactionStrategy for Leveled {
+    fn num_levels(&self) -> usize {
+        self.options.num_levels
+    }
+
+    fn pick(&self, levels: &LevelsSummary, busy: &HashSet<u64>) -> Option<CompactionTask> {
+        let targets = self.targets(levels);
+        self.scores(levels, busy, &targets)
+            .into_iter()
+            .take_while(|&(score, _)| score >= 1.0)
+            .find_map(|(_, level)| self.pick_level(levels, busy, level, &targets))
+    }
+
+    fn pick_manual(
+        &self,
+        levels: &LevelsSummary,
+        range: Option<(&[u8], &[u8])>,
+        level: u32,
+    ) -> Option<CompactionTask> {
+        let level = level as usize;
+        if level >= self.options.num_levels {
+            return None;
+        }
+        let hit: Vec<&TableSummary> = tables(levels, level)
+            .iter()
+            .filter(|t| range.is_none_or(|(start, end)| t.overlaps(start, end)))
+            .collect();
+        let lo = hit.iter().map(|t| &t.smallest).min()?;
+        let hi = hit.iter().map(|t| &t.largest).max()?;
+        let targets = self.targets(levels);
+        let output = self.output_level(level, &targets);
+        let inputs = expand(levels, level, output, lo, hi);
+        Some(self.task(levels, CompactionReason::Manual, level, output, &inputs))
+    }
+
+    fn write_pressure(&self, levels: &LevelsSummary) -> WritePressure {
+        let count = tables(levels, 0).len();
+        if count >= self.options.l0_stop_trigger {
+            WritePressure::Stop
+        } else if count >= self.options.l0_slowdown_trigger {
+            WritePressure::Slowdown
+        } else {
+            WritePressure::None
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::type_complexity, reason = "table-driven cases spell out their row types")]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A table of `level`: number, size in MiB, inclusive key range, seqnos.
+    fn table(
+        level: u32,
+        number: u64,
+        mib: u64,
+        keys: (&str, &str),
+        seqnos: (u64, u64),
+    ) -> TableSummary {
+        TableSummary {
+            number,
+            level,
+            size: mib * MIB,
+            smallest: Bytes::copy_from_slice(keys.0.as_bytes()),
+            largest: Bytes::copy_from_slice(keys.1.as_bytes()),
+            min_seqno: seqnos.0,
+            max_seqno: seqnos.1,
+            entries: 100,
+            tombstones: 0,
+            age_secs: 0,
+        }
+    }
+
+    /// A 7-level summary from `(level, number, MiB, keys, seqnos)` rows.
+    fn summary(rows: &[(u32, u64, u64, (&str, &str), (u64, u64))]) -> LevelsSummary {
+        let mut levels = vec![Vec::new(); 7];
+        for &(level, number, mib, keys, seqnos) in rows {
+            levels[level as usize].push(table(level, number, mib, keys, seqnos));
+        }
+        LevelsSummary { levels }
+    }
+
+    /// The default leveled strategy.
+    fn strategy() -> Leveled {
+        Leveled::new(LeveledOptions::default()).unwrap()
+    }
+
+    fn sorted(mut inputs: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
+        inputs.sort_unstable();
+        inputs
+    }
+
+    #[test]
+    fn dynamic_targets_and_base_level() {
+        // (bytes in the bottom level L6 in MiB, expected base level, expected targets in MiB
+        // from the base level down)
+        let cases: &[(u64, usize, &[u64])] = &[
+            // Empty tree: level 0 compacts straight into the bottom.
+            (0, 6, &[0]),
+            (100, 6, &[100]),
+            (256, 6, &[256]),
+            // 300 MiB > 256: the base level moves up to L5 with a 30 MiB target.
+            (300, 5, &[30, 300]),
+            (2560, 5, &[256, 2560]),
+            (2570, 4, &[25, 257, 2570]),
+            (100_000, 3, &[100, 1000, 10_000, 100_000]),
+            // Huge: every level is used; L1's target may exceed base_level_size.
+            (1 << 40, 1, &[1 << 20, 1 << 20]),
+        ];
+        let s = strategy();
+        for &(mib, base, expected) in cases {
+            let levels =
+                if mib == 0 { summary(&[]) } else { summary(&[(6, 1, mib, ("a", "z"), (1, 1))]) };
+            let targets = s.targets(&levels);
+            assert_eq!(targets.base, base, "{mib} MiB");
+            assert_eq!(s.base_level(&levels) as usize, base);
+            if mib == 1 << 40 {
+                // L1 = 2^40 MiB / 10^5.
+                assert_eq!(targets.bytes[1], ((1u64 << 40) as f64 * MIB as f64 / 1e5) as u64);
+                continue;
+            }
+            if mib > 0 {
+                let got: Vec<u64> = targets.bytes[base..].iter().map(|b| b / MIB).collect();
+                assert_eq!(got, expected, "{mib} MiB");
+            }
+            assert!(targets.bytes[..base].iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn base_level_is_never_below_the_first_non_empty_level() {
+        // The bottom alone says L6, but L3 holds data: L0 must not compact under it.
+        let levels = summary(&[(3, 1, 1, ("a", "b"), (5, 5)), (6, 2, 100, ("a", "z"), (1, 1))]);
+        let targets = strategy().targets(&levels);
+        assert_eq!(targets.base, 3);
+        // L3's target is 100 MiB / 1000: it scores high and drains downward.
+        assert_eq!(targets.bytes[3], 100 * MIB / 1000);
+        let task = strategy().pick(&levels, &HashSet::new()).unwrap();
+        assert_eq!(task.output_level, 4);
+        assert!(task.move_only);
+    }
+
+    #[test]
+    fn level0_trigger() {
+        let s = strategy();
+        let l0 = |n: u64| (0, n, 1, ("a", "z"), (n * 10, n * 10 + 9));
+        let three = summary(&[l0(1), l0(2), l0(3)]);
+        assert_eq!(s.pick(&three, &HashSet::new()), None);
+        let four = summary(&[l0(4), l0(3), l0(2), l0(1), (6, 9, 10, ("k", "m"), (0, 0))]);
+        let task = s.pick(&four, &HashSet::new()).unwrap();
+        assert_eq!(task.reason, CompactionReason::LevelScore);
+        assert_eq!(task.output_level, 6, "the base level of a small tree is the bottom");
+        assert_eq!(sorted(task.inputs.clone()), vec![(0, 1), (0, 2), (0, 3), (0, 4), (6, 9)]);
+        assert!(task.drop_tombstones);
+        assert!(!task.move_only);
+        assert_eq!(task.target_file_size, 64 * MIB);
+        // Busy tables do not count toward the trigger.
+        assert_eq!(s.pick(&four, &HashSet::from([1])), None);
+    }
+
+    #[test]
+    fn level0_inputs_are_the_overlap_closure_of_the_oldest_table() {
+        let s = strategy();
+        let levels = summary(&[
+            (0, 5, 1, ("x", "z"), (50, 59)),
+            (0, 4, 1, ("e", "g"), (40, 49)),
+            (0, 3, 1, ("c", "f"), (30, 39)),
+            (0, 2, 1, ("p", "q"), (20, 29)),
+            (0, 1, 1, ("a", "d"), (10, 19)),
+            // Base level: only "b".."h" overlap the closure a..g.
+            (6, 10, 10, ("b", "c"), (1, 1)),
+            (6, 11, 10, ("f", "h"), (1, 1)),
+            (6, 12, 10, ("i", "j"), (1, 1)),
+        ]);
+        let task = s.pick(&levels, &HashSet::new()).unwrap();
+        // 1 (a..d) → 3 (c..f) → 4 (e..g); base 10 (b..c), 11 (f..h), which widens to h.
+        assert_eq!(sorted(task.inputs), vec![(0, 1), (0, 3), (0, 4), (6, 10), (6, 11)]);
+        // The oldest closure busy: the next oldest table's.
+        let task = s.pick(&levels, &HashSet::from([11])).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(0, 2)]);
+        assert!(task.move_only);
+        assert!(!task.drop_tombstones, "a move rewrites nothing");
+    }
+
+    #[test]
+    fn score_ordering() {
+        // Bottom L6 = 3000 MiB: base L5 with a 300 MiB target.
+        let bottom = (6, 100, 3000, ("a", "z"), (0, 0));
+        // (L5 MiB, L0 table count, expected input level of the pick)
+        let cases: &[(u64, u64, Option<u32>)] = &[
+            (299, 3, None),
+            // L5 at 1.5, L0 at 0.75.
+            (450, 3, Some(5)),
+            // L5 at 1.5, L0 at 2.
+            (450, 8, Some(0)),
+            // L0 at 1, L5 below.
+            (100, 4, Some(0)),
+            // Equal scores (2.0): the shallower level.
+            (600, 8, Some(0)),
+        ];
+        let s = strategy();
+        for &(l5, l0_count, expected) in cases {
+            let mut rows = vec![bottom, (5, 50, l5, ("m", "n"), (1, 1))];
+            for n in 1..=l0_count {
+                rows.push((0, n, 1, ("m", "m"), (10 * n, 10 * n)));
+            }
+            let task = s.pick(&summary(&rows), &HashSet::new());
+            let level = task.map(|t| t.inputs[0].0);
+            assert_eq!(level, expected, "L5 {l5} MiB, {l0_count} L0 tables");
+        }
+    }
+
+    #[test]
+    fn busy_level_falls_back_to_the_next_score() {
+        let rows = [
+            (6, 100, 3000, ("a", "z"), (0, 0)),
+            (5, 50, 450, ("m", "n"), (1, 1)),
+            (0, 1, 1, ("m", "m"), (10, 10)),
+            (0, 2, 1, ("m", "m"), (20, 20)),
+            (0, 3, 1, ("m", "m"), (30, 30)),
+            (0, 4, 1, ("m", "m"), (40, 40)),
+            (0, 5, 1, ("m", "m"), (50, 50)),
+        ];
+        let levels = summary(&rows);
+        // L6 = 3000 MiB: L5's target is 300 MiB and the base level is L4 (30 MiB).
+        // L0 scores 1.25, L5 1.5: L5 first; when L6's table is busy, L0 into L4.
+        let s = strategy();
+        assert_eq!(s.base_level(&levels), 4);
+        assert_eq!(s.pick(&levels, &HashSet::new()).unwrap().inputs[0].0, 5);
+        let task = s.pick(&levels, &HashSet::from([100])).unwrap();
+        assert_eq!((task.inputs[0].0, task.output_level), (0, 4));
+        // The oldest L0 table busy blocks every L0 closure (they all overlap it).
+        assert_eq!(s.pick(&levels, &HashSet::from([100, 1])), None);
+    }
+
+    #[test]
+    fn trivial_move_and_min_overlap_seed() {
+        // L6 = 3000: L5's target is 300; L5 = 600 → compaction out of L5, table 3 first
+        // (nothing under it, ratio 0).
+        let rows = [
+            (5, 1, 200, ("a", "b"), (10, 10)),
+            (5, 2, 200, ("c", "d"), (10, 10)),
+            (5, 3, 200, ("p", "q"), (10, 10)),
+            (6, 10, 1000, ("a", "a"), (1, 1)),
+            (6, 11, 1000, ("c", "d"), (1, 1)),
+            (6, 12, 1000, ("r", "z"), (1, 1)),
+        ];
+        let s = strategy();
+        let task = s.pick(&summary(&rows), &HashSet::new()).unwrap();
+        assert_eq!(task.inputs, vec![(5, 3)]);
+        assert!(task.move_only);
+        assert!(!task.drop_tombstones);
+        // With 3 busy (L5 idle bytes 400): tables 1 and 2 tie at ratio 5; the smaller key
+        // wins.
+        let task = s.pick(&summary(&rows), &HashSet::from([3])).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(5, 1), (6, 10)]);
+        assert!(!task.move_only);
+        assert!(task.drop_tombstones, "nothing below L6, nothing older above");
+    }
+
+    #[test]
+    fn max_compaction_bytes_is_a_soft_cap() {
+        let options = LeveledOptions { max_compaction_bytes: 64 * MIB, ..Default::default() };
+        let s = Leveled::new(options).unwrap();
+        let rows = [
+            // Ratio 0.5 but 150 MiB of inputs; ratio 1 with 60 MiB.
+            (5, 1, 100, ("a", "b"), (10, 10)),
+            (5, 2, 30, ("c", "d"), (10, 10)),
+            (5, 3, 300, ("x", "y"), (10, 10)),
+            (6, 10, 50, ("a", "a"), (1, 1)),
+            (6, 11, 30, ("c", "d"), (1, 1)),
+            (6, 12, 3000, ("x", "y"), (1, 1)),
+        ];
+        let task = s.pick(&summary(&rows), &HashSet::new()).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(5, 2), (6, 11)]);
+        // Nothing fits: the best ratio anyway.
+        let task = s.pick(&summary(&rows), &HashSet::from([2])).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(5, 1), (6, 10)]);
+    }
+
+    #[test]
+    fn expansion_covers_partial_overlaps() {
+        // Inclusive ranges: tables sharing a boundary key overlap.
+        let rows = [
+            (5, 1, 500, ("c", "e"), (10, 10)),
+            // Shares "f" with L6's 11, which shares "h" with 12.
+            (6, 10, 1000, ("a", "c"), (1, 1)),
+            (6, 11, 1000, ("d", "f"), (1, 1)),
+            (6, 12, 1000, ("f", "h"), (1, 1)),
+            (6, 13, 1000, ("i", "k"), (1, 1)),
+            // Pulled in by 12's range; it ends at "h", so 13 ("i".."k") stays out.
+            (5, 2, 1, ("h", "h"), (10, 10)),
+        ];
+        let s = strategy();
+        let task = s.pick_manual(&summary(&rows), Some((b"c", b"c")), 5).unwrap();
+        assert_eq!(
+            sorted(task.inputs),
+            vec![(5, 1), (5, 2), (6, 10), (6, 11), (6, 12)],
+            "c..e → L6 a..f → f..h → L5 h..h"
+        );
+        assert_eq!(task.output_level, 6);
+    }
+
+    #[test]
+    fn drop_tombstones_cases() {
+        let s = strategy();
+        // A manual L5 step over "m"; L6 is the bottom; (extra rows, expected).
+        let cases: &[(&[(u32, u64, u64, (&str, &str), (u64, u64))], bool)] = &[
+            (&[], true),
+            // A deeper level overlapping: no.
+            (&[(6, 20, 1, ("a", "z"), (1, 1))], true),
+            // L0 table over the range with older seqnos than the inputs' newest: no.
+            (&[(0, 21, 1, ("m", "m"), (5, 99))], false),
+            // L0 table over the range, all newer: yes.
+            (&[(0, 21, 1, ("m", "m"), (60, 99))], true),
+            // L0 table elsewhere: yes.
+            (&[(0, 21, 1, ("x", "x"), (1, 1))], true),
+        ];
+        for (i, &(extra, expected)) in cases.iter().enumerate() {
+            let mut rows = vec![(5, 1, 1, ("l", "n"), (40, 50)), (6, 2, 1, ("m", "m"), (1, 2))];
+            rows.extend_from_slice(extra);
+            let task = s.pick_manual(&summary(&rows), Some((b"m", b"m")), 5).unwrap();
+            assert_eq!(task.drop_tombstones, expected, "case {i}");
+        }
+        // Into L5 with L6 overlapping below: no.
+        let rows = [
+            (4, 1, 1, ("l", "n"), (40, 50)),
+            (5, 2, 1, ("m", "m"), (1, 2)),
+            (6, 3, 1, ("n", "z"), (0, 0)),
+        ];
+        let task = s.pick_manual(&summary(&rows), None, 4).unwrap();
+        assert_eq!(task.output_level, 5);
+        assert!(!task.drop_tombstones);
+        // L6 disjoint from the hull: yes.
+        let rows = [
+            (4, 1, 1, ("l", "n"), (40, 50)),
+            (5, 2, 1, ("m", "m"), (1, 2)),
+            (6, 3, 1, ("o", "z"), (0, 0)),
+        ];
+        assert!(s.pick_manual(&summary(&rows), None, 4).unwrap().drop_tombstones);
+    }
+
+    #[test]
+    fn manual_steps() {
+        let rows = [
+            (0, 1, 1, ("a", "c"), (30, 39)),
+            (0, 2, 1, ("x", "y"), (40, 49)),
+            (6, 10, 10, ("b", "d"), (1, 1)),
+            (6, 11, 10, ("e", "g"), (1, 1)),
+        ];
+        let levels = summary(&rows);
+        let s = strategy();
+        // (range, level, expected (inputs, output level, move))
+        let cases: &[(Option<(&[u8], &[u8])>, u32, Option<(&[(u32, u64)], u32, bool)>)] = &[
+            // The hull a..y covers 11 (e..g) too.
+            (None, 0, Some((&[(0, 1), (0, 2), (6, 10), (6, 11)], 6, false))),
+            (Some((b"a", b"a")), 0, Some((&[(0, 1), (6, 10)], 6, false))),
+            (Some((b"x", b"x")), 0, Some((&[(0, 2)], 6, true))),
+            (Some((b"m", b"n")), 0, None),
+            // Levels between L0 and the base level are empty.
+            (None, 3, None),
+            // The bottom compacts into itself, even one table.
+            (Some((b"f", b"f")), 6, Some((&[(6, 11)], 6, false))),
+            (None, 6, Some((&[(6, 10), (6, 11)], 6, false))),
+            (None, 7, None),
+        ];
+        for (i, &(range, level, expected)) in cases.iter().enumerate() {
+            let task = s.pick_manual(&levels, range, level);
+            if let Some(task) = &task {
+                assert_eq!(task.reason, CompactionReason::Manual);
+            }
+            let got = task.map(|t| (sorted(t.inputs), t.output_level, t.move_only));
+            assert_eq!(got, expected.map(|(i, l, m)| (i.to_vec(), l, m)), "case {i}");
+        }
+    }
+
+    #[test]
+    fn write_pressure_thresholds() {
+        let s = strategy();
+        for (count, expected) in [
+            (0, WritePressure::None),
+            (19, WritePressure::None),
+            (20, WritePressure::Slowdown),
+            (35, WritePressure::Slowdown),
+            (36, WritePressure::Stop),
+        ] {
+            let rows: Vec<_> = (1..=count).map(|n| (0, n, 1, ("a", "b"), (n, n))).collect();
+            assert_eq!(s.write_pressure(&summary(&rows)), expected, "{count} tables");
+        }
+        assert_eq!(s.write_pressure(&LevelsSummary::default()), WritePressure::None);
+        assert_eq!(s.num_levels(), 7);
+        assert_eq!(s.flush_level(), 0);
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        let d = LeveledOptions::default;
+        assert_eq!(d().validate(), Ok(()));
+        let bad = [
+            LeveledOptions { num_levels: 1, ..d() },
+            LeveledOptions { l0_compaction_trigger: 0, ..d() },
+            LeveledOptions { l0_slowdown_trigger: 3, ..d() },
+            LeveledOptions { l0_stop_trigger: 19, ..d() },
+            LeveledOptions { base_level_size: 0, ..d() },
+            LeveledOptions { level_size_multiplier: 1.0, ..d() },
+            LeveledOptions { level_size_multiplier: f64::NAN, ..d() },
+            LeveledOptions { target_file_size: 0, ..d() },
+            LeveledOptions { max_compaction_bytes: MIB, ..d() },
+        ];
+        for (i, options) in bad.into_iter().enumerate() {
+            assert!(options.validate().is_err(), "case {i}: {options:?}");
+            assert!(Leveled::new(options).is_err());
+        }
+    }
+
+    /// Keys are two bytes; a random valid tree: overlapping L0, sorted runs below.
+    fn arb_levels() -> impl Strategy<Value = (LevelsSummary, HashSet<u64>)> {
+        let l0 = proptest::collection::vec((0u16..1000, 0u16..300, 1u64..64), 0..10);
+        let runs = proptest::collection::vec(
+            (proptest::collection::btree_set(0u16..1000, 0..24), 1u64..4000),
+            6,
+        );
+        (l0, runs, proptest::collection::vec(0u64..200, 0..6)).prop_map(|(l0, runs, busy)| {
+            let key = |k: u16| Bytes::copy_from_slice(&k.to_be_bytes());
+            let mut number = 0;
+            let mut levels = vec![Vec::new()];
+            for (start, width, mib) in l0 {
+                number += 1;
+                let seqno = 1000 + number * 10;
+                let mut t = table(0, number, mib, ("", ""), (seqno, seqno + 9));
+                t.smallest = key(start);
+                t.largest = key(start.saturating_add(width));
+                levels[0].push(t);
+            }
+            levels[0].reverse();
+            for (i, (points, mib)) in runs.into_iter().enumerate() {
+                let level = i as u32 + 1;
+                let points: Vec<u16> = points.into_iter().collect();
+                let run = points
+                    .chunks_exact(2)
+                    .map(|pair| {
+                        number += 1;
+                        let seqno = 900 - 100 * u64::from(level);
+                        let mut t = table(level, number, mib, ("", ""), (seqno, seqno + 50));
+                        t.smallest = key(pair[0]);
+                        t.largest = key(pair[1]);
+                        t
+                    })
+                    .collect();
+                levels.push(run);
+            }
+            (LevelsSummary { levels }, busy.into_iter().collect())
+        })
+    }
+
+    /// Replaces the task's inputs by one table spanning their range in the output level.
+    fn apply(levels: &mut LevelsSummary, task: &CompactionTask, number: u64) {
+        let inputs: Vec<TableSummary> = levels
+            .tables()
+            .filter(|t| task.inputs.contains(&(t.level, t.number)))
+            .cloned()
+            .collect();
+        for tables in &mut levels.levels {
+            tables.retain(|t| !task.inputs.contains(&(t.level, t.number)));
+        }
+        let mut output = inputs[0].clone();
+        output.number = number;
+        output.level = task.output_level;
+        output.smallest = inputs.iter().map(|t| t.smallest.clone()).min().unwrap();
+        output.largest = inputs.iter().map(|t| t.largest.clone()).max().unwrap();
+        output.size = inputs.iter().map(|t| t.size).sum();
+        output.min_seqno = inputs.iter().map(|t| t.min_seqno).min().unwrap();
+        output.max_seqno = inputs.iter().map(|t| t.max_seqno).max().unwrap();
+        let out = &mut levels.levels[task.output_level as usize];
+        out.push(output);
+        out.sort_by(|a, b| a.smallest.cmp(&b.smallest));
+    }
+
+    fn check_task(
+        levels: &LevelsSummary,
+        busy: &HashSet<u64>,
+        task: &CompactionTask,
+    ) -> Result<(), TestCaseError> {
+        prop_assert!(!task.inputs.is_empty());
+        let mut seen = HashSet::new();
+        for &(level, number) in &task.inputs {
+            prop_assert!(seen.insert(number), "duplicate input {}", number);
+            prop_assert!(!busy.contains(&number), "busy input {}", number);
+            prop_assert!(
+                levels.levels[level as usize].iter().any(|t| t.number == number),
+                "input {} not in level {}",
+                number,
+                level
+            );
+            prop_assert!(
+                level == task.output_level || level + 1 == task.output_level || level == 0
+            );
+        }
+        let input_level = task.inputs[0].0;
+        prop_assert!(task.inputs.iter().all(|&(l, _)| l == input_level || l == task.output_level));
+        prop_assert!(task.output_level >= 1);
+        prop_assert!(!(task.move_only && task.drop_tombstones));
+        Ok(())
+    }
+
+    fn check_runs(levels: &LevelsSummary) -> Result<(), TestCaseError> {
+        for (level, tables) in levels.levels.iter().enumerate().skip(1) {
+            for pair in tables.windows(2) {
+                prop_assert!(
+                    pair[0].largest < pair[1].smallest,
+                    "level {} overlaps: {:?} {:?}",
+                    level,
+                    pair[0],
+                    pair[1]
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn picked_tasks_are_well_formed_and_keep_runs_sorted((levels, busy) in arb_levels()) {
+            let options = LeveledOptions {
+                base_level_size: 64 * MIB,
+                l0_compaction_trigger: 2,
+                ..LeveledOptions::default()
+            };
+            let s = Leveled::new(options).unwrap();
+            check_runs(&levels)?;
+            if let Some(task) = s.pick(&levels, &busy) {
+                check_task(&levels, &busy, &task)?;
+            }
+            // Run picks to completion (bounded), applying each.
+            let mut levels = levels;
+            let none = HashSet::new();
+            for step in 0..50 {
+                let Some(task) = s.pick(&levels, &none) else { break };
+                check_task(&levels, &none, &task)?;
+                apply(&mut levels, &task, 10_000 + step);
+                check_runs(&levels)?;
+            }
+            for level in 0..7 {
+                if let Some(task) = s.pick_manual(&levels, Some((&[0, 100], &[1, 200])), level) {
+                    check_task(&levels, &none, &task)?;
+                    apply(&mut levels, &task, 20_000 + u64::from(level));
+                    check_runs(&levels)?;
+                }
+            }
+        }
+    }
+}
