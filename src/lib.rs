@@ -56,10 +56,13 @@ pub mod wal;
 
 pub use batch::WriteBatch;
 pub use bytes::Bytes;
-pub use db::{Db, Snapshot, Stats};
+pub use db::{Db, LevelStats, Snapshot, Stats};
 pub use error::{Error, Result};
 pub use iter::DbIter as Iter;
-pub use options::{Compression, Options, WalRecovery, WriteOptions};
+pub use options::{
+    CompactionStrategyOptions, Compression, LeveledOptions, Options, SizeTieredOptions,
+    WalRecovery, WriteOptions,
+};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -76,6 +76,14 @@ pub struct Options {
     /// The manifest is rewritten as one snapshot once its log exceeds this many bytes
     /// (default 4 MiB).
     pub max_manifest_size: u64,
+    /// The compaction strategy and its thresholds (default: leveled).
+    pub compaction: CompactionStrategyOptions,
+    /// Background compaction threads (default 1, at most 16). Flushes have their own
+    /// thread.
+    pub compaction_threads: usize,
+    /// Compact in the background when the strategy finds work (default `true`).
+    /// With `false`, only `compact()` and `compact_range()` compact.
+    pub auto_compaction: bool,
     /// Where files live; [`OsFs`] unless a test injects faults.
     pub fs: Arc<dyn FileSystem>,
 }
@@ -94,6 +102,9 @@ impl Default for Options {
             bloom_bits_per_key: 10,
             wal_recovery: WalRecovery::Strict,
             max_manifest_size: 4 << 20,
+            compaction: CompactionStrategyOptions::default(),
+            compaction_threads: 1,
+            auto_compaction: true,
             fs: Arc::new(OsFs),
         }
     }
@@ -113,6 +124,9 @@ impl fmt::Debug for Options {
             .field("bloom_bits_per_key", &self.bloom_bits_per_key)
             .field("wal_recovery", &self.wal_recovery)
             .field("max_manifest_size", &self.max_manifest_size)
+            .field("compaction", &self.compaction)
+            .field("compaction_threads", &self.compaction_threads)
+            .field("auto_compaction", &self.auto_compaction)
             .field("fs", &self.fs)
             .finish()
     }
@@ -139,10 +153,210 @@ impl Options {
         check(self.bloom_bits_per_key <= 64, "bloom_bits_per_key must be at most 64")?;
         check(self.max_manifest_size >= 4096, "max_manifest_size must be at least 4 KiB")?;
         check(
+            (1..=16).contains(&self.compaction_threads),
+            "compaction_threads must be between 1 and 16",
+        )?;
+        self.compaction
+            .validate()
+            .map_err(|why| Error::invalid(format!("compaction options: {why}")))?;
+        check(
             self.compression != Compression::Zstd || cfg!(feature = "zstd"),
             "zstd compression needs the `zstd` cargo feature",
         )?;
         Ok(())
+    }
+}
+
+/// Tuning of [`SizeTiered`](crate::compaction::SizeTiered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeTieredOptions {
+    /// Fewest tables in a bucket for a minor compaction (default 4).
+    pub min_threshold: usize,
+    /// Most tables merged by one minor compaction (default 32).
+    pub max_threshold: usize,
+    /// A table joins a bucket when its size is at least this × the bucket's average
+    /// (default 0.5).
+    pub bucket_low: f64,
+    /// ... and at most this × the bucket's average (default 1.5).
+    pub bucket_high: f64,
+    /// Tables below this size all share one bucket (default 8 MiB; flushed tables are
+    /// about `write_buffer_size`, so keep this at or above it).
+    pub min_sstable_size: u64,
+    /// A table whose tombstone ratio is above this is a tombstone-compaction candidate
+    /// (default 0.3).
+    pub tombstone_ratio: f64,
+    /// ... once it is at least this old, in seconds (default one day; 0 allowed).
+    pub tombstone_min_age_secs: u64,
+    /// Output tables are cut at this size (default `u64::MAX`: one output table).
+    pub target_file_size: u64,
+    /// Level-0 table count from which writes are slowed down (default 20).
+    pub slowdown_tables: usize,
+    /// Level-0 table count from which writes stop (default 36).
+    pub stop_tables: usize,
+}
+
+impl Default for SizeTieredOptions {
+    fn default() -> Self {
+        SizeTieredOptions {
+            min_threshold: 4,
+            max_threshold: 32,
+            bucket_low: 0.5,
+            bucket_high: 1.5,
+            min_sstable_size: 8 << 20,
+            tombstone_ratio: 0.3,
+            tombstone_min_age_secs: 24 * 60 * 60,
+            target_file_size: u64::MAX,
+            slowdown_tables: 20,
+            stop_tables: 36,
+        }
+    }
+}
+
+impl SizeTieredOptions {
+    /// Checks that the options make sense together; the message names the first
+    /// offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_threshold < 2 {
+            return Err(format!("min_threshold must be at least 2, not {}", self.min_threshold));
+        }
+        if self.max_threshold < self.min_threshold {
+            return Err(format!(
+                "max_threshold ({}) must be at least min_threshold ({})",
+                self.max_threshold, self.min_threshold
+            ));
+        }
+        if !(self.bucket_low.is_finite() && self.bucket_low > 0.0 && self.bucket_low < 1.0) {
+            return Err(format!("bucket_low must be in (0, 1), not {}", self.bucket_low));
+        }
+        if !(self.bucket_high.is_finite() && self.bucket_high > 1.0) {
+            return Err(format!(
+                "bucket_high must be a finite number above 1, not {}",
+                self.bucket_high
+            ));
+        }
+        if !(self.tombstone_ratio.is_finite() && (0.0..1.0).contains(&self.tombstone_ratio)) {
+            return Err(format!("tombstone_ratio must be in [0, 1), not {}", self.tombstone_ratio));
+        }
+        if self.target_file_size == 0 {
+            return Err("target_file_size must be positive".to_owned());
+        }
+        if self.slowdown_tables < self.min_threshold {
+            return Err(format!(
+                "slowdown_tables ({}) must be at least min_threshold ({}): writers would \
+                 slow down before compaction starts",
+                self.slowdown_tables, self.min_threshold
+            ));
+        }
+        if self.stop_tables < self.slowdown_tables {
+            return Err(format!(
+                "stop_tables ({}) must be at least slowdown_tables ({})",
+                self.stop_tables, self.slowdown_tables
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Tuning of [`Leveled`](crate::compaction::Leveled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeveledOptions {
+    /// Levels, level 0 included (default 7).
+    pub num_levels: usize,
+    /// Level-0 table count that scores 1 (default 4).
+    pub l0_compaction_trigger: usize,
+    /// Level-0 table count from which writes are slowed down (default 20).
+    pub l0_slowdown_trigger: usize,
+    /// Level-0 table count from which writes stop (default 36).
+    pub l0_stop_trigger: usize,
+    /// Largest target of the base level (default 256 MiB).
+    pub base_level_size: u64,
+    /// Ratio of a level's target to the one above it (default 10).
+    pub level_size_multiplier: f64,
+    /// Output tables are cut at this size (default 64 MiB).
+    pub target_file_size: u64,
+    /// Soft cap on one level-n compaction's input bytes (default 25 × target).
+    pub max_compaction_bytes: u64,
+}
+
+impl Default for LeveledOptions {
+    fn default() -> Self {
+        LeveledOptions {
+            num_levels: 7,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 20,
+            l0_stop_trigger: 36,
+            base_level_size: 256 << 20,
+            level_size_multiplier: 10.0,
+            target_file_size: 64 << 20,
+            max_compaction_bytes: 25 * (64 << 20),
+        }
+    }
+}
+
+impl LeveledOptions {
+    /// Checks that the options make sense together; the message names the first
+    /// offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num_levels < 2 {
+            return Err(format!("num_levels must be at least 2, not {}", self.num_levels));
+        }
+        if self.l0_compaction_trigger == 0 {
+            return Err("l0_compaction_trigger must be positive".to_owned());
+        }
+        if self.l0_slowdown_trigger < self.l0_compaction_trigger {
+            return Err(format!(
+                "l0_slowdown_trigger ({}) must be at least l0_compaction_trigger ({})",
+                self.l0_slowdown_trigger, self.l0_compaction_trigger
+            ));
+        }
+        if self.l0_stop_trigger < self.l0_slowdown_trigger {
+            return Err(format!(
+                "l0_stop_trigger ({}) must be at least l0_slowdown_trigger ({})",
+                self.l0_stop_trigger, self.l0_slowdown_trigger
+            ));
+        }
+        if self.base_level_size == 0 {
+            return Err("base_level_size must be positive".to_owned());
+        }
+        let m = self.level_size_multiplier;
+        if !(m.is_finite() && m > 1.0) {
+            return Err(format!("level_size_multiplier must be a finite number above 1, not {m}"));
+        }
+        if self.target_file_size == 0 {
+            return Err("target_file_size must be positive".to_owned());
+        }
+        if self.max_compaction_bytes < self.target_file_size {
+            return Err(format!(
+                "max_compaction_bytes ({}) must be at least target_file_size ({})",
+                self.max_compaction_bytes, self.target_file_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which compaction strategy keeps the tree in shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompactionStrategyOptions {
+    /// LevelDB/RocksDB-style leveled compaction (the default: see
+    /// `docs/architecture.md` for why).
+    Leveled(LeveledOptions),
+    /// Size-tiered compaction as in the published AeternusDB 1.0.
+    SizeTiered(SizeTieredOptions),
+}
+
+impl Default for CompactionStrategyOptions {
+    fn default() -> Self {
+        CompactionStrategyOptions::Leveled(LeveledOptions::default())
+    }
+}
+
+impl CompactionStrategyOptions {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            CompactionStrategyOptions::Leveled(o) => o.validate(),
+            CompactionStrategyOptions::SizeTiered(o) => o.validate(),
+        }
     }
 }
 

@@ -50,7 +50,14 @@ struct Fixture {
 }
 
 fn options() -> Options {
-    Options { write_buffer_size: 4 << 10, block_size: 256, ..Options::default() }
+    // No background compaction: the fixtures need several tables and a manifest with
+    // many edits to damage.
+    Options {
+        write_buffer_size: 4 << 10,
+        block_size: 256,
+        auto_compaction: false,
+        ..Options::default()
+    }
 }
 
 fn key(i: u32) -> Vec<u8> {

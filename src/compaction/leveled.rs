@@ -69,86 +69,7 @@ use super::{
     CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
     WritePressure,
 };
-
-const MIB: u64 = 1 << 20;
-
-/// Tuning of [`Leveled`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct LeveledOptions {
-    /// Levels, level 0 included (default 7).
-    pub num_levels: usize,
-    /// Level-0 table count that scores 1 (default 4).
-    pub l0_compaction_trigger: usize,
-    /// Level-0 table count from which writes are slowed down (default 20).
-    pub l0_slowdown_trigger: usize,
-    /// Level-0 table count from which writes stop (default 36).
-    pub l0_stop_trigger: usize,
-    /// Largest target of the base level (default 256 MiB).
-    pub base_level_size: u64,
-    /// Ratio of a level's target to the one above it (default 10).
-    pub level_size_multiplier: f64,
-    /// Output tables are cut at this size (default 64 MiB).
-    pub target_file_size: u64,
-    /// Soft cap on one level-n compaction's input bytes (default 25 × target).
-    pub max_compaction_bytes: u64,
-}
-
-impl Default for LeveledOptions {
-    fn default() -> Self {
-        LeveledOptions {
-            num_levels: 7,
-            l0_compaction_trigger: 4,
-            l0_slowdown_trigger: 20,
-            l0_stop_trigger: 36,
-            base_level_size: 256 * MIB,
-            level_size_multiplier: 10.0,
-            target_file_size: 64 * MIB,
-            max_compaction_bytes: 25 * 64 * MIB,
-        }
-    }
-}
-
-impl LeveledOptions {
-    /// Checks that the options make sense together; the message names the first
-    /// offending field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.num_levels < 2 {
-            return Err(format!("num_levels must be at least 2, not {}", self.num_levels));
-        }
-        if self.l0_compaction_trigger == 0 {
-            return Err("l0_compaction_trigger must be positive".to_owned());
-        }
-        if self.l0_slowdown_trigger < self.l0_compaction_trigger {
-            return Err(format!(
-                "l0_slowdown_trigger ({}) must be at least l0_compaction_trigger ({})",
-                self.l0_slowdown_trigger, self.l0_compaction_trigger
-            ));
-        }
-        if self.l0_stop_trigger < self.l0_slowdown_trigger {
-            return Err(format!(
-                "l0_stop_trigger ({}) must be at least l0_slowdown_trigger ({})",
-                self.l0_stop_trigger, self.l0_slowdown_trigger
-            ));
-        }
-        if self.base_level_size == 0 {
-            return Err("base_level_size must be positive".to_owned());
-        }
-        let m = self.level_size_multiplier;
-        if !(m.is_finite() && m > 1.0) {
-            return Err(format!("level_size_multiplier must be a finite number above 1, not {m}"));
-        }
-        if self.target_file_size == 0 {
-            return Err("target_file_size must be positive".to_owned());
-        }
-        if self.max_compaction_bytes < self.target_file_size {
-            return Err(format!(
-                "max_compaction_bytes ({}) must be at least target_file_size ({})",
-                self.max_compaction_bytes, self.target_file_size
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::options::LeveledOptions;
 
 /// Leveled compaction with dynamic level targets (see the module doc).
 #[derive(Debug, Clone)]
@@ -428,6 +349,8 @@ impl CompactionStrategy for Leveled {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const MIB: u64 = 1 << 20;
 
     /// A table of `level`: number, size in MiB, inclusive key range, seqnos.
     fn table(

@@ -49,96 +49,7 @@ use super::{
     CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
     WritePressure,
 };
-
-/// Tuning of [`SizeTiered`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct SizeTieredOptions {
-    /// Fewest tables in a bucket for a minor compaction (default 4).
-    pub min_threshold: usize,
-    /// Most tables merged by one minor compaction (default 32).
-    pub max_threshold: usize,
-    /// A table joins a bucket when its size is at least this × the bucket's average
-    /// (default 0.5).
-    pub bucket_low: f64,
-    /// ... and at most this × the bucket's average (default 1.5).
-    pub bucket_high: f64,
-    /// Tables below this size all share one bucket (default 8 MiB; flushed tables are
-    /// about `write_buffer_size`, so keep this at or above it).
-    pub min_sstable_size: u64,
-    /// A table whose tombstone ratio is above this is a tombstone-compaction candidate
-    /// (default 0.3).
-    pub tombstone_ratio: f64,
-    /// ... once it is at least this old, in seconds (default one day; 0 allowed).
-    pub tombstone_min_age_secs: u64,
-    /// Output tables are cut at this size (default `u64::MAX`: one output table).
-    pub target_file_size: u64,
-    /// Level-0 table count from which writes are slowed down (default 20).
-    pub slowdown_tables: usize,
-    /// Level-0 table count from which writes stop (default 36).
-    pub stop_tables: usize,
-}
-
-impl Default for SizeTieredOptions {
-    fn default() -> Self {
-        SizeTieredOptions {
-            min_threshold: 4,
-            max_threshold: 32,
-            bucket_low: 0.5,
-            bucket_high: 1.5,
-            min_sstable_size: 8 << 20,
-            tombstone_ratio: 0.3,
-            tombstone_min_age_secs: 24 * 60 * 60,
-            target_file_size: u64::MAX,
-            slowdown_tables: 20,
-            stop_tables: 36,
-        }
-    }
-}
-
-impl SizeTieredOptions {
-    /// Checks that the options make sense together; the message names the first
-    /// offending field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.min_threshold < 2 {
-            return Err(format!("min_threshold must be at least 2, not {}", self.min_threshold));
-        }
-        if self.max_threshold < self.min_threshold {
-            return Err(format!(
-                "max_threshold ({}) must be at least min_threshold ({})",
-                self.max_threshold, self.min_threshold
-            ));
-        }
-        if !(self.bucket_low.is_finite() && self.bucket_low > 0.0 && self.bucket_low < 1.0) {
-            return Err(format!("bucket_low must be in (0, 1), not {}", self.bucket_low));
-        }
-        if !(self.bucket_high.is_finite() && self.bucket_high > 1.0) {
-            return Err(format!(
-                "bucket_high must be a finite number above 1, not {}",
-                self.bucket_high
-            ));
-        }
-        if !(self.tombstone_ratio.is_finite() && (0.0..1.0).contains(&self.tombstone_ratio)) {
-            return Err(format!("tombstone_ratio must be in [0, 1), not {}", self.tombstone_ratio));
-        }
-        if self.target_file_size == 0 {
-            return Err("target_file_size must be positive".to_owned());
-        }
-        if self.slowdown_tables < self.min_threshold {
-            return Err(format!(
-                "slowdown_tables ({}) must be at least min_threshold ({}): writers would \
-                 slow down before compaction starts",
-                self.slowdown_tables, self.min_threshold
-            ));
-        }
-        if self.stop_tables < self.slowdown_tables {
-            return Err(format!(
-                "stop_tables ({}) must be at least slowdown_tables ({})",
-                self.stop_tables, self.slowdown_tables
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::options::SizeTieredOptions;
 
 /// Size-tiered compaction: merges level-0 tables of similar size (see the module doc).
 #[derive(Debug, Clone)]
@@ -197,6 +108,21 @@ impl SizeTiered {
                 (std::cmp::Reverse(bucket.len()), bucket.iter().map(|t| t.size).sum::<u64>())
             })?;
         Some(self.task(levels, CompactionReason::Minor, &best))
+    }
+
+    /// Rule 5: while writes are stopped (`stop_tables` tables) and no bucket fills up
+    /// because the tables differ too much in size, merge the smallest idle tables
+    /// anyway; otherwise writers would wait forever for a compaction nothing picks.
+    fn pick_relief(&self, levels: &LevelsSummary, busy: &HashSet<u64>) -> Option<CompactionTask> {
+        let o = &self.options;
+        if self.write_pressure(levels) != WritePressure::Stop {
+            return None;
+        }
+        let mut idle: Vec<&TableSummary> =
+            level0(levels).iter().filter(|t| !busy.contains(&t.number)).collect();
+        idle.sort_by_key(|t| t.size);
+        idle.truncate(o.max_threshold);
+        (idle.len() >= 2).then(|| self.task(levels, CompactionReason::Minor, &idle))
     }
 
     /// Rule 3: the idle, old enough table with the highest tombstone ratio above the
@@ -268,7 +194,9 @@ impl CompactionStrategy for SizeTiered {
     }
 
     fn pick(&self, levels: &LevelsSummary, busy: &HashSet<u64>) -> Option<CompactionTask> {
-        self.pick_minor(levels, busy).or_else(|| self.pick_tombstone(levels, busy))
+        self.pick_minor(levels, busy)
+            .or_else(|| self.pick_tombstone(levels, busy))
+            .or_else(|| self.pick_relief(levels, busy))
     }
 
     fn pick_manual(
@@ -417,6 +345,28 @@ mod tests {
         let tables = (1..=6).map(|n| sized(n, 100 * MIB - n)).collect();
         let task = SizeTiered::new(options).unwrap().pick(&summary(tables), &HashSet::new());
         assert_eq!(numbers(&task.unwrap()), vec![3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn stopped_writes_are_relieved_even_without_a_full_bucket() {
+        // Sizes double from table to table: no two share a bucket.
+        let options = SizeTieredOptions {
+            min_sstable_size: 1,
+            slowdown_tables: 4,
+            stop_tables: 6,
+            ..SizeTieredOptions::default()
+        };
+        let strategy = SizeTiered::new(options).unwrap();
+        let sizes: Vec<u64> = (0..6).map(|i| 1000 << (2 * i)).collect();
+        let summary_of_sizes = |sizes: &[u64]| {
+            summary(sizes.iter().zip(1..).map(|(&size, n)| sized(n, size)).collect())
+        };
+        let levels = summary_of_sizes(&sizes);
+        assert_eq!(strategy.write_pressure(&levels), WritePressure::Stop);
+        let task = strategy.pick(&levels, &HashSet::new()).expect("relief compaction");
+        assert_eq!(task.inputs.len(), 6);
+        let fewer = summary_of_sizes(&sizes[..5]);
+        assert_eq!(strategy.pick(&fewer, &HashSet::new()), None, "no relief below stop");
     }
 
     #[test]

@@ -31,23 +31,31 @@ use super::DbCore;
 /// Shared state between writers, `flush()` callers and the flush thread.
 #[derive(Default)]
 pub(crate) struct Background {
-    state: Mutex<BackgroundState>,
+    pub(super) state: Mutex<BackgroundState>,
     /// Set once `state.error` is set; never cleared.
-    failed: AtomicBool,
-    /// Signalled when there may be work, or on shutdown.
-    work: Condvar,
-    /// Signalled after every flush, successful or not.
-    progress: Condvar,
+    pub(super) failed: AtomicBool,
+    /// Signalled when there may be work (a memtable frozen, a version changed), or on
+    /// shutdown.
+    pub(super) work: Condvar,
+    /// Signalled after every flush and compaction, successful or not.
+    pub(super) progress: Condvar,
 }
 
 #[derive(Default)]
-struct BackgroundState {
-    shutdown: bool,
-    error: Option<String>,
+pub(super) struct BackgroundState {
+    pub(super) shutdown: bool,
+    pub(super) error: Option<String>,
+    /// Tables being compacted: no second task may take them.
+    pub(super) busy: HashSet<u64>,
+    /// Background compactions running now.
+    pub(super) running_compactions: usize,
+    /// Manual compactions in progress; background picking pauses meanwhile.
+    pub(super) manual_compactions: usize,
 }
 
 impl Background {
-    pub(crate) fn wake_flusher(&self) {
+    /// Wakes the flush and compaction threads to look for work.
+    pub(crate) fn work_available(&self) {
         let _state = self.state.lock();
         self.work.notify_all();
     }
@@ -104,8 +112,8 @@ impl DbCore {
         self.view.load().frozen.last().cloned()
     }
 
-    /// Waits while `pending()` holds, re-checking it after every flush; fails if the
-    /// flush thread failed or stopped while it still holds.
+    /// Waits while `pending()` holds, re-checking it after every flush and
+    /// compaction; fails if background work failed or stopped while it still holds.
     ///
     /// `pending` is checked under the state lock, and a flush installs its read view
     /// before it takes that lock to count itself and notify; so a flush that finishes
@@ -155,6 +163,9 @@ impl DbCore {
             ..VersionEdit::default()
         })?;
 
+        // Counted before the new view wakes `flush()` callers, so they see it.
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.stats.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         {
             let _install = self.install_lock.lock();
             let view = self.view.load();
@@ -174,13 +185,13 @@ impl DbCore {
                 version,
             }));
         }
+        // A new level-0 table may give compaction work and change write pressure.
+        self.update_write_pressure();
 
         for number in frozen.first_wal()..next_first_wal {
             // Leftovers are harmless: open removes segments the manifest no longer needs.
             let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
         }
-        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        self.stats.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
     }
 

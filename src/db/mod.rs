@@ -14,6 +14,7 @@
 //! Readers take none of them: they load the current [`ReadView`] from an `ArcSwap`.
 
 mod background;
+mod compaction;
 mod files;
 mod read;
 mod recovery;
@@ -22,7 +23,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
@@ -30,6 +31,7 @@ use parking_lot::Mutex;
 
 use crate::batch::WriteBatch;
 use crate::cache::BlockCache;
+use crate::compaction::CompactionStrategy;
 use crate::error::{Error, Result};
 use crate::fs::{FileLock, FileSystem};
 use crate::key::SeqNo;
@@ -39,7 +41,7 @@ use crate::version::ReadView;
 
 pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
-pub use stats::Stats;
+pub use stats::{LevelStats, Stats};
 
 use background::Background;
 use stats::Counters;
@@ -62,6 +64,9 @@ pub(crate) struct DbCore {
     manifest: Mutex<Manifest>,
     next_file_number: AtomicU64,
     background: Background,
+    strategy: Box<dyn CompactionStrategy>,
+    /// A `WritePressure` as `u8`, recomputed whenever the version changes.
+    write_pressure: AtomicU8,
     snapshots: read::SnapshotRegistry,
     stats: Counters,
     closed: AtomicBool,
@@ -100,24 +105,24 @@ impl DbCore {
     }
 }
 
-/// Owns the flush thread; the last `Db` clone to go away closes the database.
+/// Owns the background threads; the last `Db` clone to go away closes the database.
 struct DbHandle {
     core: Arc<DbCore>,
-    /// Held for the whole of `close`, so a concurrent second `close` returns only
-    /// once the directory is released.
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    /// The flush and compaction threads. Held for the whole of `close`, so a
+    /// concurrent second `close` returns only once the directory is released.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl DbHandle {
     fn close(&self) -> Result<()> {
-        let mut flusher = self.flusher.lock();
+        let mut threads = self.threads.lock();
         if self.core.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         // Waits for a group being committed; later writers see `closed`.
         let synced = self.core.writer.lock().wal.sync();
         self.core.background.shut_down();
-        if let Some(thread) = flusher.take() {
+        for thread in threads.drain(..) {
             let _ = thread.join();
         }
         self.core.lock.lock().take();
@@ -161,14 +166,24 @@ impl Db {
     /// elsewhere, `Corruption` naming the damaged file.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let core = Arc::new(recovery::open(dir.as_ref(), options)?);
-        let flusher = {
-            let core = core.clone();
-            std::thread::Builder::new()
-                .name("aeternus-flush".into())
-                .spawn(move || core.run_flusher())?
+        let handle = DbHandle { core: core.clone(), threads: Mutex::new(Vec::new()) };
+        // If spawning fails, dropping `handle` stops the threads already started.
+        let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name).spawn(body)
         };
-        core.background.wake_flusher();
-        Ok(Db { handle: Arc::new(DbHandle { core, flusher: Mutex::new(Some(flusher)) }) })
+        let flusher = core.clone();
+        let thread = spawn("aeternus-flush".into(), Box::new(move || flusher.run_flusher()))?;
+        handle.threads.lock().push(thread);
+        for i in 0..core.options.compaction_threads {
+            let compactor = core.clone();
+            let thread = spawn(
+                format!("aeternus-compact-{i}"),
+                Box::new(move || compactor.run_compactor()),
+            )?;
+            handle.threads.lock().push(thread);
+        }
+        core.update_write_pressure();
+        Ok(Db { handle: Arc::new(handle) })
     }
 
     fn core(&self) -> &DbCore {
@@ -231,6 +246,25 @@ impl Db {
             Some(first_wal) => core.wait_until_flushed(first_wal),
             None => Ok(()),
         }
+    }
+
+    /// Flushes the memtables, then compacts the whole tree: size-tiered merges every
+    /// table into one; leveled moves everything down to the last level. Versions no
+    /// snapshot can see and tombstones that hide nothing are dropped.
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        self.core().compact_manually(None)
+    }
+
+    /// Like [`compact`](Db::compact), for the tables holding keys in `[start, end]`.
+    /// `start > end` is `InvalidArgument`.
+    pub fn compact_range(&self, start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) -> Result<()> {
+        let (start, end) = (start.as_ref(), end.as_ref());
+        if start > end {
+            return Err(Error::invalid("compact_range start is after its end"));
+        }
+        self.flush()?;
+        self.core().compact_manually(Some((start, end)))
     }
 
     /// Makes every write so far durable (useful after writes with `sync: false`).

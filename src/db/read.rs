@@ -39,6 +39,11 @@ impl SnapshotRegistry {
         }
     }
 
+    /// The seqnos of open snapshots, ascending (what compaction must keep visible).
+    pub(crate) fn live_seqnos(&self) -> Vec<SeqNo> {
+        self.live.lock().keys().copied().collect()
+    }
+
     /// How many snapshots are open.
     pub(crate) fn count(&self) -> usize {
         self.live.lock().values().sum()

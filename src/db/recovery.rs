@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -28,11 +28,12 @@ use parking_lot::Mutex;
 use crate::batch::{BatchOp, decode_group};
 use crate::cache::BlockCache;
 use crate::coding::Decoder;
+use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
 use crate::key::{Entry, SeqNo, ValueKind, key_prefix};
 use crate::manifest::{CURRENT, Manifest, ManifestState};
 use crate::memtable::{FrozenMemtable, Memtable};
-use crate::options::Options;
+use crate::options::{CompactionStrategyOptions, Options};
 use crate::sstable::{Table, table_file_name};
 use crate::version::{ReadView, TableHandle, Version};
 use crate::wal::{
@@ -208,6 +209,15 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         manifest: Mutex::new(manifest),
         next_file_number: AtomicU64::new(state.next_file_number),
         background: Default::default(),
+        strategy: match &options.compaction {
+            CompactionStrategyOptions::Leveled(o) => {
+                Box::new(Leveled::new(o.clone()).map_err(Error::invalid)?)
+            }
+            CompactionStrategyOptions::SizeTiered(o) => {
+                Box::new(SizeTiered::new(o.clone()).map_err(Error::invalid)?)
+            }
+        },
+        write_pressure: AtomicU8::new(0),
         snapshots: SnapshotRegistry::default(),
         stats: Default::default(),
         closed: AtomicBool::new(false),

@@ -15,6 +15,11 @@ pub(crate) struct Counters {
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
     pub(crate) flush_nanos: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) trivial_moves: AtomicU64,
+    pub(crate) compaction_bytes_read: AtomicU64,
+    pub(crate) compaction_bytes_written: AtomicU64,
+    pub(crate) compaction_nanos: AtomicU64,
     stalls: AtomicU64,
     stall_nanos: AtomicU64,
     slowdowns: AtomicU64,
@@ -33,8 +38,17 @@ impl Counters {
     }
 }
 
+/// The tables of one level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LevelStats {
+    /// Number of tables.
+    pub tables: usize,
+    /// Their bytes on disk.
+    pub bytes: u64,
+}
+
 /// A report on the database's shape and activity since it was opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Bytes in the active memtable (approximate).
@@ -43,6 +57,8 @@ pub struct Stats {
     pub frozen_memtables: usize,
     /// Number of SSTables.
     pub sstables: usize,
+    /// Tables and bytes per level (size-tiered keeps every table in level 0).
+    pub levels: Vec<LevelStats>,
     /// Bytes of all SSTables.
     pub sstable_bytes: u64,
     /// Bytes of every file in the directory: tables, WAL segments, manifest.
@@ -61,7 +77,25 @@ pub struct Stats {
     pub flush_bytes_written: u64,
     /// Time spent flushing.
     pub flush_time: Duration,
-    /// Writes that waited for a flush because too many memtables were frozen.
+    /// Compactions that rewrote tables since open.
+    pub compactions: u64,
+    /// Tables moved to another level without rewriting.
+    pub trivial_moves: u64,
+    /// Bytes compactions read.
+    pub compaction_bytes_read: u64,
+    /// Bytes compactions wrote.
+    pub compaction_bytes_written: u64,
+    /// Time spent compacting.
+    pub compaction_time: Duration,
+    /// Bytes written to SSTables (flush + compaction) per byte of user writes, since
+    /// open (0 before any write).
+    pub write_amplification: f64,
+    /// Bytes on disk per byte of live data. Live data is estimated as the largest
+    /// level below 0 or the largest table, whichever is bigger — exact right after a
+    /// full `compact()` with no snapshot open, an estimate otherwise.
+    pub space_amplification: f64,
+    /// Writes that waited for a flush because too many memtables were frozen, or for
+    /// compaction because the strategy stopped writes.
     pub write_stalls: u64,
     /// Total time writers waited in stalls.
     pub write_stall_time: Duration,
@@ -86,12 +120,36 @@ impl DbCore {
         let view = self.view.load();
         let c = &self.stats;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let levels: Vec<LevelStats> = view
+            .version
+            .levels()
+            .iter()
+            .map(|tables| LevelStats {
+                tables: tables.len(),
+                bytes: tables.iter().map(|t| t.meta.size).sum(),
+            })
+            .collect();
+        let largest_table = view.version.tables().map(|t| t.meta.size).max().unwrap_or(0);
+        let largest_deep_level = levels.iter().skip(1).map(|l| l.bytes).max().unwrap_or(0);
+        let live_estimate = largest_table.max(largest_deep_level);
+        let disk_bytes = self.disk_bytes();
+        let user_bytes = load(&c.user_bytes);
+        let table_bytes_written = load(&c.flush_bytes) + load(&c.compaction_bytes_written);
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         Stats {
+            levels,
+            compactions: load(&c.compactions),
+            trivial_moves: load(&c.trivial_moves),
+            compaction_bytes_read: load(&c.compaction_bytes_read),
+            compaction_bytes_written: load(&c.compaction_bytes_written),
+            compaction_time: Duration::from_nanos(load(&c.compaction_nanos)),
+            write_amplification: ratio(table_bytes_written, user_bytes),
+            space_amplification: ratio(disk_bytes, live_estimate),
             active_memtable_bytes: view.active.approximate_size() as u64,
             frozen_memtables: view.frozen.len(),
             sstables: view.version.table_count(),
             sstable_bytes: view.version.tables().map(|t| t.meta.size).sum(),
-            disk_bytes: self.disk_bytes(),
+            disk_bytes,
             last_seqno: self.read_seqno(),
             snapshots: self.snapshots.count(),
             wal_bytes_written: load(&c.wal_bytes),

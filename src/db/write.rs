@@ -26,6 +26,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::batch::{BatchOp, GroupBuilder, WriteBatch, decode_group};
+use crate::compaction::WritePressure;
 use crate::error::{Error, Result};
 use crate::key::{MAX_SEQNO, SeqNo, ValueKind};
 use crate::manifest::VersionEdit;
@@ -175,9 +176,27 @@ impl DbCore {
 
     /// Rotates the memtable when it is full, slowing or stalling the writer while too
     /// many frozen memtables wait for flush.
+    /// Also holds writers back while compaction is behind (the strategy's write
+    /// pressure): a short sleep per group at `Slowdown`, a wait at `Stop`.
     fn make_room_for_write(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
         let mut slowed = false;
         loop {
+            match self.write_pressure() {
+                WritePressure::Stop => {
+                    let started = Instant::now();
+                    self.wait_for_flushes_while(|| self.write_pressure() == WritePressure::Stop)?;
+                    self.stats.record_stall(started.elapsed());
+                    continue;
+                }
+                WritePressure::Slowdown if !slowed => {
+                    slowed = true;
+                    MutexGuard::unlocked(writer, || std::thread::sleep(SLOWDOWN));
+                    self.stats.record_slowdown(SLOWDOWN);
+                    self.check_writable()?;
+                    continue;
+                }
+                _ => {}
+            }
             let view = self.view.load();
             if view.active.approximate_size() < self.options.write_buffer_size {
                 return Ok(());
@@ -239,7 +258,7 @@ impl DbCore {
             frozen,
             version: view.version.clone(),
         }));
-        self.background.wake_flusher();
+        self.background.work_available();
         Ok(())
     }
 }
