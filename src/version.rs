@@ -179,13 +179,16 @@ impl ReadView {
             }
             lookup.visit_table(handle, key, snapshot)?;
         }
-        // Deeper levels hold at most one table whose range can contain the key.
+        // In deeper levels at most one table holds versions of the key, but a table's
+        // `largest` may be the exclusive end of a clipped range tombstone, equal to the
+        // next table's `smallest`: a key equal to it is then in the next table. So
+        // visit every table whose `[smallest, largest]` contains the key (one or two).
         for level in levels {
-            let i = level.partition_point(|t| t.meta.largest.as_ref() < key);
-            if let Some(handle) = level.get(i)
-                && !lookup.settled_before(handle.meta.max_seqno)
-            {
-                lookup.visit_table(handle, key, snapshot)?;
+            let first = level.partition_point(|t| t.meta.largest.as_ref() < key);
+            for handle in level[first..].iter().take_while(|t| t.meta.smallest.as_ref() <= key) {
+                if !lookup.settled_before(handle.meta.max_seqno) {
+                    lookup.visit_table(handle, key, snapshot)?;
+                }
             }
         }
         Ok(lookup.into_value())
