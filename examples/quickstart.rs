@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example quickstart                      # 100,000 keys
 //! cargo run --release --example quickstart -- --keys 1000000    # the issue's figures
+//! cargo run --release --example quickstart -- --strategy tiered  # size-tiered compaction
 //! ```
 //! Keys are 16 bytes (`{:016}`), written in a fixed random order; values are 100
 //! bytes, half random and half repeated, so compression has something to do.
@@ -11,7 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeternusdb::{Db, Options, WriteBatch, WriteOptions};
+use aeternusdb::{
+    CompactionStrategyOptions, Db, LeveledOptions, Options, SizeTieredOptions, WriteBatch,
+    WriteOptions,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -20,10 +24,16 @@ struct Settings {
     keys: u64,
     sync_ops: u64,
     wal_mib: u64,
+    compaction: CompactionStrategyOptions,
 }
 
 fn parse_args() -> Result<Settings, String> {
-    let mut settings = Settings { keys: 100_000, sync_ops: 4_000, wal_mib: 64 };
+    let mut settings = Settings {
+        keys: 100_000,
+        sync_ops: 4_000,
+        wal_mib: 64,
+        compaction: CompactionStrategyOptions::default(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<u64, String> {
@@ -34,8 +44,21 @@ fn parse_args() -> Result<Settings, String> {
             "--keys" => settings.keys = number("--keys")?,
             "--sync-ops" => settings.sync_ops = number("--sync-ops")?,
             "--wal-mib" => settings.wal_mib = number("--wal-mib")?,
+            "--strategy" => {
+                settings.compaction = match args.next().as_deref() {
+                    Some("leveled") => {
+                        CompactionStrategyOptions::Leveled(LeveledOptions::default())
+                    }
+                    Some("tiered") => {
+                        CompactionStrategyOptions::SizeTiered(SizeTieredOptions::default())
+                    }
+                    _ => return Err("--strategy takes leveled or tiered".into()),
+                }
+            }
             "--help" | "-h" => {
-                return Err("usage: quickstart [--keys N] [--sync-ops N] [--wal-mib N]".into());
+                return Err("usage: quickstart [--keys N] [--sync-ops N] [--wal-mib N] \
+                            [--strategy leveled|tiered]"
+                    .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -59,6 +82,30 @@ fn value(i: u64, salt: u64) -> Vec<u8> {
     v
 }
 
+/// Waits until no flush or compaction is pending, so reads are not measured mid-way.
+fn settle(db: &Db) -> aeternusdb::Result<Duration> {
+    let started = Instant::now();
+    db.flush()?;
+    loop {
+        let stats = db.stats()?;
+        if stats.frozen_memtables == 0 && !stats.compaction_pending {
+            return Ok(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads every key in random order, checking each value.
+fn read_all(db: &Db, order: &[u64], salt: u64) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    for &i in order {
+        if db.get(key(i))?.as_deref() != Some(&value(i, salt)[..]) {
+            return Err(format!("key {i}: wrong value").into());
+        }
+    }
+    Ok(started.elapsed())
+}
+
 fn rate(ops: u64, elapsed: Duration) -> String {
     format!("{:>12.0} ops/s", ops as f64 / elapsed.as_secs_f64())
 }
@@ -77,7 +124,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut order: Vec<u64> = (0..n).collect();
     order.shuffle(&mut StdRng::seed_from_u64(42));
 
-    let buffered = Options { sync_writes: false, ..Options::default() };
+    let buffered = Options {
+        sync_writes: false,
+        compaction: settings.compaction.clone(),
+        ..Options::default()
+    };
+    let strategy = match settings.compaction {
+        CompactionStrategyOptions::Leveled(_) => "leveled",
+        CompactionStrategyOptions::SizeTiered(_) => "size-tiered",
+    };
+    println!("buffered writes (WAL to the OS, no fsync), {strategy} compaction\n");
     let db = Db::open(&path, buffered.clone())?;
 
     let started = Instant::now();
@@ -85,22 +141,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.put(key(i), value(i, 0))?;
     }
     let fill = started.elapsed();
-    println!("fillrandom (buffered)    {}  ({n} puts in {fill:.2?})", rate(n, fill));
+    println!("fillrandom               {}  ({n} puts in {fill:.2?})", rate(n, fill));
+    println!("flush + compaction       {:>12.2?}  until settled", settle(&db)?);
 
-    let started = Instant::now();
-    db.flush()?;
-    println!("flush                    {:>12.2?}", started.elapsed());
+    let mut reads = order.clone();
+    reads.shuffle(&mut StdRng::seed_from_u64(7));
+    let elapsed = read_all(&db, &reads, 0)?;
+    println!("readrandom               {}  (every value verified)", rate(n, elapsed));
 
-    order.shuffle(&mut StdRng::seed_from_u64(7));
+    order.shuffle(&mut StdRng::seed_from_u64(9));
     let started = Instant::now();
     for &i in &order {
-        let got = db.get(key(i))?;
-        if got.as_deref() != Some(&value(i, 0)[..]) {
-            return Err(format!("key {i}: wrong value").into());
-        }
+        db.put(key(i), value(i, 1))?;
     }
-    let reads = started.elapsed();
-    println!("readrandom               {}  (every value verified)", rate(n, reads));
+    let overwrite = started.elapsed();
+    println!("overwrite                {}  (every key once more)", rate(n, overwrite));
+    println!("flush + compaction       {:>12.2?}  until settled", settle(&db)?);
+    let stats = db.stats()?;
+    println!(
+        "amplification            write {:.2}x, space {:.2}x ({:.1} MiB on disk for {:.1} MiB \
+         of user data)",
+        stats.write_amplification,
+        stats.space_amplification,
+        stats.disk_bytes as f64 / (1 << 20) as f64,
+        (n * 116) as f64 / (1 << 20) as f64,
+    );
+    let shape: Vec<String> = stats
+        .levels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.tables > 0)
+        .map(|(i, l)| {
+            format!("L{i}: {} tables {:.1} MiB", l.tables, l.bytes as f64 / (1 << 20) as f64)
+        })
+        .collect();
+    println!("tree                     {}", shape.join(", "));
+    let elapsed = read_all(&db, &reads, 1)?;
+    println!("readrandom               {}  (after overwrite)", rate(n, elapsed));
 
     let started = Instant::now();
     let forward = db.iter()?.try_fold(0u64, |count, item| item.map(|_| count + 1))?;
@@ -116,8 +193,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     db.write(batch)?;
     let remaining = db.iter()?.count() as u64;
     println!("delete_range of 10%      {remaining} keys left (+1 for \"hello\")");
-    println!("stats                    {:?}\n", db.stats()?);
     db.close()?;
+    println!();
 
     // Group commit: the same number of synced puts from one thread, then from four.
     let sync_path = dir.path().join("sync");

@@ -163,6 +163,12 @@ impl DbCore {
             ..VersionEdit::default()
         })?;
 
+        // The manifest no longer needs these segments; delete them before the new view
+        // wakes `flush()` callers, so a caller that then looks at the disk sees them gone.
+        for number in frozen.first_wal()..next_first_wal {
+            // Leftovers are harmless: open removes segments the manifest no longer needs.
+            let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
+        }
         // Counted before the new view wakes `flush()` callers, so they see it.
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         self.stats.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -187,11 +193,6 @@ impl DbCore {
         }
         // A new level-0 table may give compaction work and change write pressure.
         self.update_write_pressure();
-
-        for number in frozen.first_wal()..next_first_wal {
-            // Leftovers are harmless: open removes segments the manifest no longer needs.
-            let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
-        }
         Ok(())
     }
 

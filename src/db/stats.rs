@@ -77,6 +77,11 @@ pub struct Stats {
     pub flush_bytes_written: u64,
     /// Time spent flushing.
     pub flush_time: Duration,
+    /// Compactions running now.
+    pub running_compactions: usize,
+    /// True while the strategy still finds work (compactions running or due); a
+    /// benchmark waits for `false` before it measures reads.
+    pub compaction_pending: bool,
     /// Compactions that rewrote tables since open.
     pub compactions: u64,
     /// Tables moved to another level without rewriting.
@@ -136,7 +141,19 @@ impl DbCore {
         let user_bytes = load(&c.user_bytes);
         let table_bytes_written = load(&c.flush_bytes) + load(&c.compaction_bytes_written);
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let (running_compactions, compaction_pending) = {
+            let state = self.background.state.lock();
+            let due = self.options.auto_compaction
+                && state.error.is_none()
+                && self
+                    .strategy
+                    .pick(&super::compaction::summarize(&view.version), &state.busy)
+                    .is_some();
+            (state.running_compactions, state.running_compactions > 0 || due)
+        };
         Stats {
+            running_compactions,
+            compaction_pending,
             levels,
             compactions: load(&c.compactions),
             trivial_moves: load(&c.trivial_moves),
