@@ -31,7 +31,7 @@ use crate::coding::Decoder;
 use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
 use crate::key::{Entry, SeqNo, ValueKind, key_prefix};
-use crate::manifest::{CURRENT, Manifest, ManifestState};
+use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::{CompactionStrategyOptions, Options};
 use crate::sstable::{Table, table_file_name};
@@ -65,9 +65,21 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         }
         Manifest::load(&*fs, dir)?
     } else {
-        if let Some(name) =
-            names.iter().find(|n| matches!(classify(n), FileKind::Table(_) | FileKind::Manifest(_)))
-        {
+        // Creating a database writes WAL segment 1, then manifest 2, then `CURRENT`. A
+        // crash before `CURRENT` leaves that manifest, which names no table, and a
+        // segment without records: nothing to lose, so the creation starts over (and
+        // overwrites both). Anything else without `CURRENT` may hold data.
+        let creation_leftovers = names.iter().all(|n| match classify(n) {
+            FileKind::Table(_) | FileKind::Manifest(_) => n == &manifest_file_name(2),
+            FileKind::Wal(number) => {
+                number == 1
+                    && fs.open(&dir.join(n)).map_or(true, |f| f.len() <= SEGMENT_HEADER_LEN as u64)
+            }
+            _ => true,
+        });
+        if let Some(name) = names.iter().find(|n| {
+            matches!(classify(n), FileKind::Table(_) | FileKind::Manifest(_)) && !creation_leftovers
+        }) {
             return Err(Corruption::new(0, format!("{CURRENT} is missing but {name} exists"))
                 .in_file(dir.join(CURRENT)));
         }
