@@ -30,7 +30,8 @@
 //!    inputs' largest `max_seqno`: then nothing outside can hold an older version that
 //!    an input tombstone hides. It is computed for every task, never assumed.
 //! 5. **Manual compaction** ([`CompactionStrategy::pick_manual`]) at level 0 merges every
-//!    level-0 table that intersects the range (all tables when there is none) into one
+//!    table that intersects the range (all tables when there is none), in any level
+//!    (a database last compacted by the leveled strategy has deeper levels), into one
 //!    task, when that is at least two tables or one table with tombstones. The reason
 //!    is [`CompactionReason::Major`] without a range, [`CompactionReason::Manual`] with
 //!    one. Other levels hold nothing: `None`.
@@ -38,8 +39,9 @@
 //!    `slowdown_tables` and `stop_tables`.
 //!
 //! # Invariants
-//! - Outputs go to level 0; every input of a picked task is a level-0 table of the
-//!   summary that is not in `busy`.
+//! - Outputs go to level 0; every input of a task picked by [`CompactionStrategy::pick`]
+//!   is a level-0 table of the summary that is not in `busy` (manual tasks may also take
+//!   tables of deeper levels, see rule 5).
 //! - A minor task has between `min_threshold` and `max_threshold` inputs; a tombstone
 //!   task has one.
 
@@ -158,7 +160,7 @@ impl SizeTiered {
     ) -> CompactionTask {
         CompactionTask {
             reason,
-            inputs: inputs.iter().map(|t| (0, t.number)).collect(),
+            inputs: inputs.iter().map(|t| (t.level, t.number)).collect(),
             output_level: 0,
             move_only: false,
             drop_tombstones: may_drop_tombstones(levels, inputs),
@@ -208,8 +210,10 @@ impl CompactionStrategy for SizeTiered {
         if level != 0 {
             return None;
         }
-        let inputs: Vec<&TableSummary> = level0(levels)
-            .iter()
+        // Every level: a database last compacted by the leveled strategy keeps tables
+        // in deeper levels, which would otherwise never be compacted again.
+        let inputs: Vec<&TableSummary> = levels
+            .tables()
             .filter(|t| range.is_none_or(|(start, end)| t.overlaps(start, end)))
             .collect();
         let worth_it = match inputs.as_slice() {
