@@ -144,16 +144,15 @@ impl DbCore {
                 Arc::new(TableHandle::new(output.table, meta, self.fs.clone()))
             })
             .collect();
-        if let Err(e) = self.log_and_apply(VersionEdit {
+        // On failure the outputs are left on disk: the edit may have reached the
+        // manifest file even though its sync failed, and then the next open needs
+        // them. If it did not, that open removes them as files the manifest does not
+        // name.
+        self.log_and_apply(VersionEdit {
             added: added.iter().map(|h| h.meta.clone()).collect(),
             removed: removed_edit,
             ..VersionEdit::default()
-        }) {
-            for output in &added {
-                output.mark_obsolete();
-            }
-            return Err(e);
-        }
+        })?;
         let c = &self.stats;
         c.compactions.fetch_add(1, Ordering::Relaxed);
         c.compaction_bytes_read.fetch_add(job_stats.bytes_read, Ordering::Relaxed);
