@@ -6,15 +6,19 @@
 //! 4 KiB write buffer makes memtables freeze and flush all the time; explicit flushes
 //! and close-and-reopen are operations of their own. Snapshots are kept with a copy
 //! of the model and checked again at every later step.
+//!
+//! Every case runs under one compaction strategy (leveled or size-tiered), tuned so
+//! that background compactions run all the time; `compact()` and `compact_range()` are
+//! operations too, so snapshots and open iterators live across compactions.
 
 mod common;
 
 use std::ops::Bound;
 
-use aeternusdb::{Db, Error, Iter, Options, Snapshot, WriteBatch};
+use aeternusdb::{CompactionStrategyOptions, Db, Error, Iter, Options, Snapshot, WriteBatch};
 use proptest::prelude::*;
 
-use common::{Model, collect, tiny_options};
+use common::{Model, collect, leveled_aggressive, tiered_aggressive, tiny_options_with};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -58,6 +62,11 @@ enum Op {
     ReadSnapshot(usize, Bound<Vec<u8>>, Bound<Vec<u8>>, Direction),
     DropSnapshot(usize),
     Flush,
+    /// `compact()`: everything, on the caller's thread.
+    Compact,
+    /// `compact_range(start, end)` in any order: `start > end` must be
+    /// `InvalidArgument`.
+    CompactRange(Vec<u8>, Vec<u8>),
     Reopen,
 }
 
@@ -143,13 +152,15 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(i, l, u, d)| Op::ReadSnapshot(i, l, u, d)),
         1 => any::<usize>().prop_map(Op::DropSnapshot),
         1 => Just(Op::Flush),
+        1 => Just(Op::Compact),
+        2 => (key(), key()).prop_map(|(s, e)| Op::CompactRange(s, e)),
         1 => Just(Op::Reopen),
     ]
 }
 
-fn model_options() -> Options {
+fn model_options(compaction: CompactionStrategyOptions) -> Options {
     // Durability is not under test here; `close` syncs before every reopen.
-    Options { sync_writes: false, ..tiny_options() }
+    Options { sync_writes: false, ..tiny_options_with(compaction) }
 }
 
 /// Walks `iter` as `direction` says and returns the pairs in key order, checking
@@ -186,13 +197,31 @@ struct Harness {
     /// Live snapshots, each with the model as it was when taken.
     snapshots: Vec<(Snapshot, Model)>,
     keys: Vec<Vec<u8>>,
+    options: Options,
+    /// Compactions and trivial moves counted by handles closed so far.
+    compactions: u64,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(compaction: CompactionStrategyOptions) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(dir.path(), model_options()).expect("open");
-        Harness { dir, db, model: Model::new(), snapshots: Vec::new(), keys: all_keys() }
+        let options = model_options(compaction);
+        let db = Db::open(dir.path(), options.clone()).expect("open");
+        Harness {
+            dir,
+            db,
+            model: Model::new(),
+            snapshots: Vec::new(),
+            keys: all_keys(),
+            options,
+            compactions: 0,
+        }
+    }
+
+    /// Compactions and trivial moves so far, over every handle.
+    fn compactions(&self) -> u64 {
+        let stats = self.db.stats().expect("stats");
+        self.compactions + stats.compactions + stats.trivial_moves
     }
 
     fn apply(&mut self, op: &Op) {
@@ -312,10 +341,20 @@ impl Harness {
                 }
             }
             Op::Flush => self.db.flush().expect("flush"),
+            Op::Compact => self.db.compact().expect("compact"),
+            Op::CompactRange(s, e) => {
+                let result = self.db.compact_range(s, e);
+                if s > e {
+                    assert!(matches!(result, Err(Error::InvalidArgument(_))), "{result:?}");
+                } else {
+                    result.expect("compact_range");
+                }
+            }
             Op::Reopen => {
                 self.snapshots.clear();
+                self.compactions = self.compactions();
                 self.db.close().expect("close");
-                self.db = Db::open(self.dir.path(), model_options()).expect("reopen");
+                self.db = Db::open(self.dir.path(), self.options.clone()).expect("reopen");
             }
         }
     }
@@ -341,32 +380,89 @@ impl Harness {
     }
 }
 
-fn run(ops: &[Op]) {
-    let mut harness = Harness::new();
+/// Runs `ops` under `compaction`, checking everything after every step, and returns
+/// how many compactions (rewrites and trivial moves) ran.
+fn run(compaction: CompactionStrategyOptions, ops: &[Op]) -> u64 {
+    let mut harness = Harness::new(compaction);
     for op in ops {
         harness.apply(op);
         harness.check();
     }
+    // Whatever the ops left, a final full compaction with the snapshots still held
+    // must keep the latest state and every snapshot's view; dropping the snapshots
+    // and compacting again must keep the latest state.
+    harness.apply(&Op::Compact);
+    harness.check();
+    harness.snapshots.clear();
+    harness.apply(&Op::Compact);
+    harness.check();
+    let compactions = harness.compactions();
     harness.db.close().expect("close");
+    compactions
 }
 
+// The default run splits its cases between the strategies (about 60 s in debug in
+// all); the long run gives each many more.
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_btreemap(ops in prop::collection::vec(op(), 50..200)) {
-        run(&ops);
+    fn engine_matches_btreemap_leveled(ops in prop::collection::vec(op(), 50..200)) {
+        run(leveled_aggressive(), &ops);
+    }
+
+    #[test]
+    fn engine_matches_btreemap_size_tiered(ops in prop::collection::vec(op(), 50..200)) {
+        run(tiered_aggressive(), &ops);
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// The same with many more cases: `cargo test --test model -- --ignored`.
     #[test]
     #[ignore]
-    fn engine_matches_btreemap_long(ops in prop::collection::vec(op(), 50..400)) {
-        run(&ops);
+    fn engine_matches_btreemap_long_leveled(ops in prop::collection::vec(op(), 50..400)) {
+        run(leveled_aggressive(), &ops);
+    }
+
+    /// See `engine_matches_btreemap_long_leveled`.
+    #[test]
+    #[ignore]
+    fn engine_matches_btreemap_long_size_tiered(ops in prop::collection::vec(op(), 50..400)) {
+        run(tiered_aggressive(), &ops);
+    }
+}
+
+/// The model runs above are only worth something if compactions really happen in
+/// them: a fixed sequence of puts (no manual compaction) under each aggressive
+/// strategy must trigger background compactions, which then must leave the data
+/// intact.
+#[test]
+fn aggressive_strategies_compact_in_the_background() {
+    for (name, compaction) in
+        [("leveled", leveled_aggressive()), ("size-tiered", tiered_aggressive())]
+    {
+        let mut harness = Harness::new(compaction);
+        let keys = all_keys();
+        for i in 0..600usize {
+            let value = vec![i as u8; 100 + i % 200];
+            harness.apply(&Op::Put(keys[i * 7 % keys.len()].clone(), value));
+            if i % 150 == 0 {
+                harness.apply(&Op::Snapshot);
+            }
+        }
+        harness.apply(&Op::Flush);
+        // Background work is asynchronous: give it a moment to pick up the last flush.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while harness.compactions() < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let compactions = harness.compactions();
+        assert!(compactions >= 5, "{name}: only {compactions} compactions ran");
+        harness.check();
+        harness.db.close().expect("close");
     }
 }
 
@@ -384,16 +480,16 @@ fn key_space_is_forty_sorted_distinct_keys() {
 #[test]
 fn reopen_twice_with_unflushed_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path(), model_options()).unwrap();
+    let db = Db::open(dir.path(), model_options(leveled_aggressive())).unwrap();
     db.put("a", "1").unwrap();
     db.close().unwrap();
     for round in 0..3 {
-        let db = Db::open(dir.path(), model_options()).unwrap();
+        let db = Db::open(dir.path(), model_options(leveled_aggressive())).unwrap();
         assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "round {round}");
         db.put(format!("b{round}"), "2").unwrap();
         db.close().unwrap();
     }
-    let db = Db::open(dir.path(), model_options()).unwrap();
+    let db = Db::open(dir.path(), model_options(leveled_aggressive())).unwrap();
     let keys: Vec<_> = collect(db.iter().unwrap()).into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, [&b"a"[..], b"b0", b"b1", b"b2"]);
 }

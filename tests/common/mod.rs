@@ -6,7 +6,11 @@
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 
-use aeternusdb::{Bytes, Options, Result};
+use std::path::Path;
+
+use aeternusdb::{
+    Bytes, CompactionStrategyOptions, LeveledOptions, Options, Result, SizeTieredOptions,
+};
 
 /// Options that make every code path run on small data: a 4 KiB write buffer (the
 /// minimum, so memtables freeze and flush all the time), 256 B blocks (many blocks
@@ -20,6 +24,72 @@ pub fn tiny_options() -> Options {
     }
 }
 
+/// Leveled compaction scaled to `write_buffer` bytes of memtable: level 0 compacts
+/// at 2 tables, the base level holds 4 flushes, levels grow by 2× and outputs are cut
+/// at 2 flushes, so data moves through several levels after a few dozen flushes.
+pub fn leveled_for(write_buffer: u64) -> CompactionStrategyOptions {
+    CompactionStrategyOptions::Leveled(LeveledOptions {
+        num_levels: 5,
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 8,
+        l0_stop_trigger: 12,
+        base_level_size: 4 * write_buffer,
+        level_size_multiplier: 2.0,
+        target_file_size: 2 * write_buffer,
+        max_compaction_bytes: 16 * write_buffer,
+    })
+}
+
+/// Size-tiered compaction scaled to `write_buffer` bytes of memtable: two tables of
+/// similar size make a bucket (only tables below `write_buffer / 8` share one
+/// regardless of size), tombstone compactions need no minimum age and outputs are cut
+/// at 2 flushes.
+pub fn tiered_for(write_buffer: u64) -> CompactionStrategyOptions {
+    CompactionStrategyOptions::SizeTiered(SizeTieredOptions {
+        min_threshold: 2,
+        max_threshold: 8,
+        min_sstable_size: write_buffer / 8,
+        tombstone_ratio: 0.2,
+        tombstone_min_age_secs: 0,
+        target_file_size: 2 * write_buffer,
+        slowdown_tables: 8,
+        stop_tables: 12,
+        ..SizeTieredOptions::default()
+    })
+}
+
+/// [`leveled_for`] the 4 KiB write buffer of [`tiny_options`]: compactions run all
+/// the time (base level 16 KiB, 8 KiB outputs).
+pub fn leveled_aggressive() -> CompactionStrategyOptions {
+    leveled_for(4 << 10)
+}
+
+/// [`tiered_for`] the 4 KiB write buffer of [`tiny_options`]: compactions run all
+/// the time (tables below 512 B share a bucket, 8 KiB outputs).
+pub fn tiered_aggressive() -> CompactionStrategyOptions {
+    tiered_for(4 << 10)
+}
+
+/// Both built-in strategies, aggressively tuned, with a name for messages.
+pub fn aggressive_strategies() -> [(&'static str, CompactionStrategyOptions); 2] {
+    [("leveled", leveled_aggressive()), ("size-tiered", tiered_aggressive())]
+}
+
+/// [`tiny_options`] with `compaction` as the strategy.
+pub fn tiny_options_with(compaction: CompactionStrategyOptions) -> Options {
+    Options { compaction, ..tiny_options() }
+}
+
+/// The names of the files in `dir` (an OS directory), sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|entry| entry.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The `i`th key of a test: `key000042`, in the same order as `i`.
 pub fn key(i: u32) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
@@ -28,6 +98,21 @@ pub fn key(i: u32) -> Vec<u8> {
 /// A value naming its key number and version, so a wrong one says where it came from.
 pub fn value(i: u32, version: u64) -> Vec<u8> {
     format!("value-{i}-v{version}").into_bytes()
+}
+
+/// `len` incompressible bytes determined by `seed` (so compression cannot make a
+/// test's tables smaller than it meant them to be).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
 }
 
 /// Drains an engine iterator into owned pairs, failing on the first error.
@@ -91,6 +176,11 @@ impl Model {
             return Vec::new();
         }
         self.map.range::<Vec<u8>, _>((lower, upper)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Key plus value bytes of every live pair: the raw size of the data.
+    pub fn live_bytes(&self) -> u64 {
+        self.map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
     }
 
     /// Every pair, in order.
