@@ -105,6 +105,7 @@ impl SizeTiered {
                 bucket.truncate(o.max_threshold);
                 bucket
             })
+            .filter(|bucket| self.reduces_table_count(bucket))
             // Most tables; then smallest total (same count, so smallest average).
             .min_by_key(|bucket| {
                 (std::cmp::Reverse(bucket.len()), bucket.iter().map(|t| t.size).sum::<u64>())
@@ -124,7 +125,21 @@ impl SizeTiered {
             level0(levels).iter().filter(|t| !busy.contains(&t.number)).collect();
         idle.sort_by_key(|t| t.size);
         idle.truncate(o.max_threshold);
-        (idle.len() >= 2).then(|| self.task(levels, CompactionReason::Minor, &idle))
+        (idle.len() >= 2 && self.reduces_table_count(&idle))
+            .then(|| self.task(levels, CompactionReason::Minor, &idle))
+    }
+
+    /// True if merging `tables` leaves fewer tables than it takes. Outputs are cut at
+    /// `target_file_size`, so `n` tables totalling `s` bytes become `ceil(s / target)`;
+    /// a merge that cannot shrink the count would rewrite the same data forever.
+    fn reduces_table_count(&self, tables: &[&TableSummary]) -> bool {
+        let bytes: u64 = tables.iter().map(|t| t.size).sum();
+        (tables.len() as u64) > self.min_tables_for(bytes)
+    }
+
+    /// The fewest tables `bytes` of data can occupy with outputs cut at the target.
+    fn min_tables_for(&self, bytes: u64) -> u64 {
+        bytes.div_ceil(self.options.target_file_size).max(1)
     }
 
     /// Rule 3: the idle, old enough table with the highest tombstone ratio above the
@@ -226,8 +241,12 @@ impl CompactionStrategy for SizeTiered {
         worth_it.then(|| self.task(levels, reason, &inputs))
     }
 
+    /// Counts the tables beyond the fewest the data could occupy, so that data
+    /// larger than `stop_tables` × `target_file_size` does not stop writes for good.
     fn write_pressure(&self, levels: &LevelsSummary) -> WritePressure {
-        let count = level0(levels).len();
+        let tables = level0(levels);
+        let bytes: u64 = tables.iter().map(|t| t.size).sum();
+        let count = (tables.len() as u64).saturating_sub(self.min_tables_for(bytes) - 1) as usize;
         if count >= self.options.stop_tables {
             WritePressure::Stop
         } else if count >= self.options.slowdown_tables {
@@ -371,6 +390,26 @@ mod tests {
         assert_eq!(task.inputs.len(), 6);
         let fewer = summary_of_sizes(&sizes[..5]);
         assert_eq!(strategy.pick(&fewer, &HashSet::new()), None, "no relief below stop");
+    }
+
+    #[test]
+    fn merges_that_cannot_shrink_the_table_count_are_not_picked() {
+        // Four full-size outputs of an earlier merge: merging them yields four again.
+        let options = SizeTieredOptions {
+            target_file_size: 10 * MIB,
+            stop_tables: 4,
+            slowdown_tables: 4,
+            ..Default::default()
+        };
+        let s = SizeTiered::new(options).unwrap();
+        let full = summary((1..=4).map(|n| sized(n, 10 * MIB)).collect());
+        assert_eq!(s.pick(&full, &HashSet::new()), None);
+        assert_eq!(s.write_pressure(&full), WritePressure::None, "nothing can relieve it");
+        // Four half-full tables fit in two: worth merging, and pressure counts the excess.
+        let half = summary((1..=4).map(|n| sized(n, 5 * MIB)).collect());
+        assert!(s.pick(&half, &HashSet::new()).is_some());
+        let eight = summary((1..=8).map(|n| sized(n, 5 * MIB)).collect());
+        assert_eq!(s.write_pressure(&eight), WritePressure::Stop, "8 tables where 4 would do");
     }
 
     #[test]

@@ -227,6 +227,12 @@ impl DbCore {
             }
             Ok(())
         })();
+        if result.is_ok() && range.is_none() {
+            // Right after a full compaction the tables hold exactly the live data (and
+            // what open snapshots pin): the best baseline for space amplification.
+            let bytes = self.view.load().version.tables().map(|t| t.meta.size).sum();
+            self.stats.full_compaction_bytes.store(bytes, Ordering::Relaxed);
+        }
         let mut state = self.background.state.lock();
         state.manual_compactions -= 1;
         self.background.work.notify_all();

@@ -20,6 +20,8 @@ pub(crate) struct Counters {
     pub(crate) compaction_bytes_read: AtomicU64,
     pub(crate) compaction_bytes_written: AtomicU64,
     pub(crate) compaction_nanos: AtomicU64,
+    /// Table bytes right after the last full `compact()` since open.
+    pub(crate) full_compaction_bytes: AtomicU64,
     stalls: AtomicU64,
     stall_nanos: AtomicU64,
     slowdowns: AtomicU64,
@@ -95,9 +97,10 @@ pub struct Stats {
     /// Bytes written to SSTables (flush + compaction) per byte of user writes, since
     /// open (0 before any write).
     pub write_amplification: f64,
-    /// Bytes on disk per byte of live data. Live data is estimated as the largest
-    /// level below 0 or the largest table, whichever is bigger — exact right after a
-    /// full `compact()` with no snapshot open, an estimate otherwise.
+    /// Bytes on disk per byte of live data. Live data is estimated as the largest of:
+    /// the biggest level below 0, the biggest table, and the table bytes right after the
+    /// last full `compact()` — exact right after a full `compact()` with no snapshot
+    /// open, an estimate otherwise.
     pub space_amplification: f64,
     /// Writes that waited for a flush because too many memtables were frozen, or for
     /// compaction because the strategy stopped writes.
@@ -136,7 +139,8 @@ impl DbCore {
             .collect();
         let largest_table = view.version.tables().map(|t| t.meta.size).max().unwrap_or(0);
         let largest_deep_level = levels.iter().skip(1).map(|l| l.bytes).max().unwrap_or(0);
-        let live_estimate = largest_table.max(largest_deep_level);
+        let live_estimate =
+            largest_table.max(largest_deep_level).max(load(&c.full_compaction_bytes));
         let disk_bytes = self.disk_bytes();
         let user_bytes = load(&c.user_bytes);
         let table_bytes_written = load(&c.flush_bytes) + load(&c.compaction_bytes_written);
