@@ -37,7 +37,16 @@ fn key16(i: u32) -> Vec<u8> {
 }
 
 /// The properties of every `.sst` file in `dir` (an OS directory).
-fn table_properties(dir: &Path) -> Vec<Properties> {
+///
+/// A compacted table's file is deleted when its last reader lets go, and a background
+/// thread glancing at the previous version can delay that for a moment: wait (up to 5 s)
+/// until the directory holds exactly as many tables as the current version.
+fn table_properties(db: &Db, dir: &Path) -> Vec<Properties> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let count = || common::file_names(dir).iter().filter(|n| n.ends_with(".sst")).count();
+    while count() != db.stats().unwrap().sstables && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let cache = Arc::new(BlockCache::new(1 << 20));
     common::file_names(dir)
         .iter()
@@ -112,7 +121,7 @@ fn space_is_reclaimed(n: u32) {
             stats.space_amplification
         );
         // Every table is free of tombstones and of shadowed versions.
-        let properties = table_properties(dir.path());
+        let properties = table_properties(&db, dir.path());
         assert_eq!(properties.len(), stats.sstables, "{name}: tables on disk vs stats");
         let entries: u64 = properties.iter().map(|p| p.entry_count).sum();
         assert_eq!(entries, u64::from(n / 2), "{name}: entries left after compact()");
@@ -218,7 +227,7 @@ fn full_compaction_drops_tombstones() {
         }
         db.flush().unwrap();
         db.compact().unwrap();
-        let props = table_properties(dir.path());
+        let props = table_properties(&db, dir.path());
         let range: u64 = props.iter().map(|p| p.range_tombstone_count).sum();
         let points: u64 = props.iter().map(|p| p.point_delete_count).sum();
         assert!(range > 0 && points > 0, "{name}: tombstones a snapshot needs were dropped");
@@ -227,7 +236,7 @@ fn full_compaction_drops_tombstones() {
         drop(snapshot);
 
         db.compact().unwrap();
-        let props = table_properties(dir.path());
+        let props = table_properties(&db, dir.path());
         let stats = db.stats().unwrap();
         assert_eq!(
             props.len(),
