@@ -333,14 +333,12 @@ impl CompactionStrategy for Leveled {
     }
 
     fn write_pressure(&self, levels: &LevelsSummary) -> WritePressure {
-        let count = tables(levels, 0).len();
-        if count >= self.options.l0_stop_trigger {
-            WritePressure::Stop
-        } else if count >= self.options.l0_slowdown_trigger {
-            WritePressure::Slowdown
-        } else {
-            WritePressure::None
-        }
+        let o = &self.options;
+        WritePressure::from_table_count(
+            tables(levels, 0).len(),
+            o.l0_slowdown_trigger,
+            o.l0_stop_trigger,
+        )
     }
 }
 

@@ -135,6 +135,19 @@ pub enum WritePressure {
     Stop,
 }
 
+impl WritePressure {
+    /// `Stop` from `stop` tables on, `Slowdown` from `slowdown` on, else `None`.
+    pub fn from_table_count(count: usize, slowdown: usize, stop: usize) -> WritePressure {
+        if count >= stop {
+            WritePressure::Stop
+        } else if count >= slowdown {
+            WritePressure::Slowdown
+        } else {
+            WritePressure::None
+        }
+    }
+}
+
 /// A compaction policy: picks work from the shape of the tree.
 pub trait CompactionStrategy: Send + Sync + fmt::Debug {
     /// Number of levels the strategy uses (size-tiered: 1).

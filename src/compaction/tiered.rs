@@ -246,14 +246,9 @@ impl CompactionStrategy for SizeTiered {
     fn write_pressure(&self, levels: &LevelsSummary) -> WritePressure {
         let tables = level0(levels);
         let bytes: u64 = tables.iter().map(|t| t.size).sum();
-        let count = (tables.len() as u64).saturating_sub(self.min_tables_for(bytes) - 1) as usize;
-        if count >= self.options.stop_tables {
-            WritePressure::Stop
-        } else if count >= self.options.slowdown_tables {
-            WritePressure::Slowdown
-        } else {
-            WritePressure::None
-        }
+        let excess = (tables.len() as u64).saturating_sub(self.min_tables_for(bytes) - 1) as usize;
+        let o = &self.options;
+        WritePressure::from_table_count(excess, o.slowdown_tables, o.stop_tables)
     }
 }
 
