@@ -1,13 +1,20 @@
 //! The read path: point lookups, scans and snapshots.
 //!
-//! A read first loads the visible seqno, then the read view. The order matters: every
-//! view installed after the seqno was published holds all writes up to it (a flush
-//! moves data from a memtable to a table in one view swap), so the read sees exactly
-//! the writes up to its seqno.
+//! A read of the latest state loads the read view *first*, then the visible seqno.
+//! Every table in that view was compacted against snapshot seqnos taken no later than
+//! the read's seqno, so no version the read needs was merged away; and a commit group
+//! always lands whole in one memtable, so the view shows exactly the groups up to some
+//! point at or before that seqno, including every write acknowledged before the read
+//! began. (Loading the seqno first would let a compaction installed in between drop a
+//! version the read still needs.)
+//!
+//! A snapshot loads its seqno and registers it under the registry's lock, the same
+//! lock compaction takes to list live snapshots: a compaction either sees the
+//! snapshot, or started before its seqno was read and so holds only older data.
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -25,8 +32,12 @@ pub(crate) struct SnapshotRegistry {
 }
 
 impl SnapshotRegistry {
-    fn register(&self, seqno: SeqNo) {
-        *self.live.lock().entry(seqno).or_default() += 1;
+    /// Registers a snapshot at the current `visible` seqno, read under the lock.
+    fn register_current(&self, visible: &AtomicU64) -> SeqNo {
+        let mut live = self.live.lock();
+        let seqno = visible.load(Ordering::Acquire);
+        *live.entry(seqno).or_default() += 1;
+        seqno
     }
 
     fn release(&self, seqno: SeqNo) {
@@ -50,15 +61,38 @@ impl SnapshotRegistry {
     }
 }
 
+/// The state a read sees.
+#[derive(Clone, Copy)]
+enum ReadPoint {
+    /// Everything visible when the read starts.
+    Latest,
+    /// A registered snapshot's seqno.
+    At(SeqNo),
+}
+
 impl DbCore {
-    fn get_at(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Bytes>> {
-        self.check_open()?;
-        self.view.load().get(key, snapshot)
+    fn seqno_for(&self, point: ReadPoint) -> SeqNo {
+        match point {
+            ReadPoint::Latest => self.read_seqno(),
+            ReadPoint::At(seqno) => seqno,
+        }
     }
 
-    fn iter_at(&self, snapshot: SeqNo, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Result<DbIter> {
+    fn get_at(&self, key: &[u8], point: ReadPoint) -> Result<Option<Bytes>> {
         self.check_open()?;
-        Ok(DbIter::new(self.view.load_full(), snapshot, lower, upper))
+        let view = self.view.load();
+        view.get(key, self.seqno_for(point))
+    }
+
+    fn iter_at(
+        &self,
+        point: ReadPoint,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+    ) -> Result<DbIter> {
+        self.check_open()?;
+        let view = self.view.load_full();
+        Ok(DbIter::new(view, self.seqno_for(point), lower, upper))
     }
 
     pub(crate) fn read_seqno(&self) -> SeqNo {
@@ -94,8 +128,7 @@ fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
 impl Db {
     /// The value of `key`, or `None`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let core = self.core();
-        core.get_at(key.as_ref(), core.read_seqno())
+        self.core().get_at(key.as_ref(), ReadPoint::Latest)
     }
 
     /// Every key in order (reversible with `.rev()`).
@@ -107,23 +140,20 @@ impl Db {
     /// An empty or inverted range yields nothing.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
         let (lower, upper) = owned_bounds(&range);
-        let core = self.core();
-        core.iter_at(core.read_seqno(), lower, upper)
+        self.core().iter_at(ReadPoint::Latest, lower, upper)
     }
 
     /// The keys starting with `prefix`, in order (reversible).
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Result<DbIter> {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        let core = self.core();
-        core.iter_at(core.read_seqno(), lower, upper)
+        self.core().iter_at(ReadPoint::Latest, lower, upper)
     }
 
     /// A consistent read view at the current state, unaffected by later writes.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let core = self.core();
         core.check_open()?;
-        let seqno = core.read_seqno();
-        core.snapshots.register(seqno);
+        let seqno = core.snapshots.register_current(&core.visible_seqno);
         Ok(Snapshot { db: self.clone(), seqno })
     }
 }
@@ -148,7 +178,7 @@ impl Snapshot {
 
     /// The value of `key` at the snapshot.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        self.db.core().get_at(key.as_ref(), self.seqno)
+        self.db.core().get_at(key.as_ref(), ReadPoint::At(self.seqno))
     }
 
     /// Every key at the snapshot.
@@ -159,13 +189,13 @@ impl Snapshot {
     /// The keys within `range` at the snapshot.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<DbIter> {
         let (lower, upper) = owned_bounds(&range);
-        self.db.core().iter_at(self.seqno, lower, upper)
+        self.db.core().iter_at(ReadPoint::At(self.seqno), lower, upper)
     }
 
     /// The keys starting with `prefix` at the snapshot.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Result<DbIter> {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        self.db.core().iter_at(self.seqno, lower, upper)
+        self.db.core().iter_at(ReadPoint::At(self.seqno), lower, upper)
     }
 }
 
