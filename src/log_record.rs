@@ -32,10 +32,12 @@
 //! - [`LogEnd::TornTail`]: what follows the last good record is what a crash during
 //!   the final append can leave behind: an incomplete header; a valid header whose
 //!   payload runs past the end of the data; a payload checksum mismatch in a record
-//!   that is followed by nothing but zero bytes (usually: that ends the data); or
-//!   nothing but zero bytes (a file extended but never written).
-//! - [`LogEnd::Corruption`]: anything else, e.g. a bad header checksum followed by
-//!   non-zero bytes, a bad payload checksum with more data after the record, an
+//!   that is followed by nothing but zero bytes (usually: that ends the data); a
+//!   damaged header followed by nothing but zero bytes (a write torn inside the
+//!   header, e.g. across a page boundary); or nothing but zero bytes (a file extended
+//!   but never written).
+//! - [`LogEnd::Corruption`]: anything else, e.g. a bad header checksum with non-zero
+//!   bytes after the header, a bad payload checksum with more data after the record, an
 //!   unknown record type or a length above [`MAX_RECORD_SIZE`]. Dropping such a record
 //!   could silently lose acknowledged data, so the caller decides.
 
@@ -201,8 +203,10 @@ impl<'a> LogReader<'a> {
             return Err(LogEnd::Clean);
         }
         let torn = LogEnd::TornTail { offset };
+        // A damaged header with nothing but zeros after it is a write torn inside the
+        // header (e.g. across a page boundary): no later record can be behind it.
         let damaged = |message: &str| {
-            if all_zero(rest) {
+            if all_zero(rest.get(HEADER_LEN..).unwrap_or_default()) {
                 LogEnd::TornTail { offset }
             } else {
                 LogEnd::Corruption(Corruption::new(offset, message))
@@ -369,6 +373,21 @@ mod tests {
         // Only zeros after the header start.
         let (records, end) = read_all(&[0u8; 5]);
         assert_eq!((records.len(), end), (0, LogEnd::TornTail { offset: 0 }));
+    }
+
+    #[test]
+    fn header_torn_before_zeros_is_torn() {
+        // The last record's header is half written, the rest of the page never was.
+        let mut data = encode(&PAYLOADS[..2]);
+        let last = record_offset(2);
+        let mut tail = encode(&PAYLOADS[2..3]);
+        for b in &mut tail[6..] {
+            *b = 0;
+        }
+        data.extend(tail);
+        let (records, end) = read_all(&data);
+        assert_eq!(records.len(), 2);
+        assert_eq!(end, LogEnd::TornTail { offset: last as u64 });
     }
 
     #[test]
