@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::coding::{Decoder, put_length_prefixed};
 use crate::error::{Error, Result};
-use crate::key::{MAX_KEY_SIZE, MAX_VALUE_SIZE, SeqNo};
+use crate::key::{MAX_KEY_SIZE, MAX_VALUE_SIZE, SeqNo, ValueKind};
 
 const TAG_DELETE: u8 = 0;
 const TAG_PUT: u8 = 1;
@@ -164,9 +164,16 @@ fn check_key(key: &[u8]) -> Result<()> {
 /// One decoded operation, with its seqno; the byte fields slice the record buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BatchOp {
-    Put { key: Bytes, value: Bytes },
-    Delete { key: Bytes },
-    RangeDelete { start: Bytes, end: Bytes },
+    /// A put or a delete (with an empty value), as the memtable stores it.
+    Point {
+        key: Bytes,
+        kind: ValueKind,
+        value: Bytes,
+    },
+    RangeDelete {
+        start: Bytes,
+        end: Bytes,
+    },
 }
 
 /// A commit group's WAL payload being assembled.
@@ -248,8 +255,16 @@ impl GroupOps<'_> {
 
     fn op(&mut self) -> Option<BatchOp> {
         match self.decoder.u8()? {
-            TAG_PUT => Some(BatchOp::Put { key: self.slice()?, value: self.slice()? }),
-            TAG_DELETE => Some(BatchOp::Delete { key: self.slice()? }),
+            TAG_PUT => Some(BatchOp::Point {
+                key: self.slice()?,
+                kind: ValueKind::Put,
+                value: self.slice()?,
+            }),
+            TAG_DELETE => Some(BatchOp::Point {
+                key: self.slice()?,
+                kind: ValueKind::Delete,
+                value: Bytes::new(),
+            }),
             TAG_RANGE_DELETE => {
                 Some(BatchOp::RangeDelete { start: self.slice()?, end: self.slice()? })
             }
@@ -307,10 +322,10 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                (41, BatchOp::Put { key: b("k1"), value: b("v1") }),
-                (42, BatchOp::Delete { key: b("k2") }),
+                (41, BatchOp::Point { key: b("k1"), kind: ValueKind::Put, value: b("v1") }),
+                (42, BatchOp::Point { key: b("k2"), kind: ValueKind::Delete, value: b("") }),
                 (43, BatchOp::RangeDelete { start: b("a"), end: b("c") }),
-                (44, BatchOp::Put { key: b(""), value: b("") }),
+                (44, BatchOp::Point { key: b(""), kind: ValueKind::Put, value: b("") }),
             ]
         );
     }

@@ -29,9 +29,10 @@
 //! ```
 //!
 //! Layers, bottom up (every import points down): `key`, `coding`, `error`, `options`,
-//! `fs` → `log_record`, `wal`, `manifest`, `memtable`, `sstable`, `cache`,
-//! `tombstones` → `version` (live sources, point lookups) → `iter` (merging and user
-//! iterators) → `db` (handle, write path, read path, recovery, background flush).
+//! `fs` → `batch`, `log_record`, `wal`, `manifest`, `memtable`, `sstable`, `cache`,
+//! `tombstones`, `merge` → `compaction` (strategies and the merge job) → `version`
+//! (live sources, point lookups) → `iter` (the user iterator) → `db` (handle, write
+//! path, read path, recovery, flush and compaction threads).
 //! See `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
@@ -48,6 +49,7 @@ pub mod key;
 pub mod log_record;
 pub mod manifest;
 pub mod memtable;
+pub mod merge;
 pub mod options;
 pub mod sstable;
 pub mod tombstones;

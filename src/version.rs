@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::ops::Bound;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,20 +20,22 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::fs::FileSystem;
-use crate::iter::EntrySource;
 use crate::key::{Entry, SeqNo, ValueKind};
 use crate::manifest::TableMeta;
 use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor};
+use crate::merge::EntrySource;
 use crate::sstable::Table;
 use crate::tombstones::TombstoneIndex;
 
 /// An open SSTable with what the read path needs beside it.
 ///
-/// Its file is deleted when the last handle goes away after [`mark_obsolete`]
-/// (a compaction replaced it): versions, read views and iterators hold handles, so
-/// no reader ever loses a file it still uses.
+/// Its file is deleted after [`mark_obsolete`] (a compaction replaced it) once every
+/// handle on it is gone: versions, read views and iterators hold handles, so no reader
+/// ever loses a file it still uses. A trivial move creates a new handle on the same
+/// file with [`moved_to`]; both share one deletion flag.
 ///
 /// [`mark_obsolete`]: TableHandle::mark_obsolete
+/// [`moved_to`]: TableHandle::moved_to
 pub struct TableHandle {
     /// The open file.
     pub table: Arc<Table>,
@@ -40,8 +43,24 @@ pub struct TableHandle {
     pub tombstones: TombstoneIndex,
     /// What the manifest records about it.
     pub meta: TableMeta,
+    file: Arc<TableFile>,
+}
+
+/// Deletes a table's file when the last handle on it goes, if it became obsolete.
+struct TableFile {
     fs: Arc<dyn FileSystem>,
+    path: PathBuf,
     obsolete: AtomicBool,
+}
+
+impl Drop for TableFile {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // A file left behind (error, crash) is removed by the next open: the
+            // manifest no longer names it.
+            let _ = self.fs.remove_file(&self.path);
+        }
+    }
 }
 
 impl std::fmt::Debug for TableHandle {
@@ -50,26 +69,28 @@ impl std::fmt::Debug for TableHandle {
     }
 }
 
-impl Drop for TableHandle {
-    fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            // A file left behind (error, crash) is removed by the next open: the
-            // manifest no longer names it.
-            let _ = self.fs.remove_file(self.table.path());
-        }
-    }
-}
-
 impl TableHandle {
     /// Wraps an open table living in `fs`.
     pub fn new(table: Arc<Table>, meta: TableMeta, fs: Arc<dyn FileSystem>) -> TableHandle {
         let tombstones = TombstoneIndex::new(table.range_tombstones().iter().cloned());
-        TableHandle { table, tombstones, meta, fs, obsolete: AtomicBool::new(false) }
+        let path = table.path().to_path_buf();
+        let file = Arc::new(TableFile { fs, path, obsolete: AtomicBool::new(false) });
+        TableHandle { table, tombstones, meta, file }
+    }
+
+    /// A handle on the same file at another level (a trivial move).
+    pub fn moved_to(&self, level: u32) -> TableHandle {
+        TableHandle {
+            table: self.table.clone(),
+            tombstones: self.tombstones.clone(),
+            meta: TableMeta { level, ..self.meta.clone() },
+            file: self.file.clone(),
+        }
     }
 
     /// The manifest no longer names this table: delete its file once unused.
     pub fn mark_obsolete(&self) {
-        self.obsolete.store(true, Ordering::Release);
+        self.file.obsolete.store(true, Ordering::Release);
     }
 
     /// True if the table's key range may intersect `(lower, upper)`.

@@ -71,9 +71,14 @@ impl Background {
 
     pub(crate) fn set_error(&self, why: &str) {
         let mut state = self.state.lock();
+        self.set_error_locked(&mut state, why);
+        self.progress.notify_all();
+    }
+
+    /// Records the first error that stops writes; the caller holds the state lock.
+    pub(super) fn set_error_locked(&self, state: &mut BackgroundState, why: &str) {
         state.error.get_or_insert_with(|| why.to_string());
         self.failed.store(true, Ordering::Release);
-        self.progress.notify_all();
     }
 
     pub(crate) fn shut_down(&self) {
@@ -101,8 +106,7 @@ impl DbCore {
             let result = self.flush_memtable(&frozen);
             let mut state = self.background.state.lock();
             if let Err(e) = result {
-                state.error.get_or_insert_with(|| format!("flush failed: {e}"));
-                self.background.failed.store(true, Ordering::Release);
+                self.background.set_error_locked(&mut state, &format!("flush failed: {e}"));
             }
             self.background.progress.notify_all();
         }

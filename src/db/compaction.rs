@@ -69,8 +69,7 @@ impl DbCore {
         }
         state.running_compactions -= 1;
         if let Err(e) = result {
-            state.error.get_or_insert_with(|| format!("compaction failed: {e}"));
-            self.background.failed.store(true, Ordering::Release);
+            self.background.set_error_locked(&mut state, &format!("compaction failed: {e}"));
         }
         self.background.work.notify_all();
         self.background.progress.notify_all();
@@ -97,17 +96,14 @@ impl DbCore {
             inputs.iter().map(|t| (t.meta.level, t.meta.number)).collect();
 
         if task.move_only {
-            let mut added = Vec::with_capacity(inputs.len());
-            for input in &inputs {
-                let meta = TableMeta { level: task.output_level, ..input.meta.clone() };
-                added.push(Arc::new(TableHandle::new(input.table.clone(), meta, self.fs.clone())));
-            }
+            let added: Vec<Arc<TableHandle>> =
+                inputs.iter().map(|input| Arc::new(input.moved_to(task.output_level))).collect();
             self.log_and_apply(VersionEdit {
                 added: added.iter().map(|h| h.meta.clone()).collect(),
                 removed: removed_edit,
                 ..VersionEdit::default()
             })?;
-            // The same files live on under new handles: nothing becomes obsolete.
+            // The same files live on under new handles sharing their deletion flags.
             self.install_tables(&added, &removed);
             self.stats.trivial_moves.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -208,6 +204,8 @@ impl DbCore {
     /// Flushes, then compacts the keys in `range` (everything when `None`) level by
     /// level, on the caller's thread, with background compaction paused.
     pub(crate) fn compact_manually(&self, range: Option<(&[u8], &[u8])>) -> Result<()> {
+        // One manual compaction at a time: two would pick the same inputs.
+        let _manual = self.manual_compaction.lock();
         {
             let mut state = self.background.state.lock();
             state.manual_compactions += 1;
@@ -264,7 +262,9 @@ pub(crate) fn summarize(version: &Version) -> LevelsSummary {
                             min_seqno: t.meta.min_seqno,
                             max_seqno: t.meta.max_seqno,
                             entries: p.entry_count,
-                            tombstones: p.point_delete_count + p.range_tombstone_count,
+                            tombstones: p
+                                .point_delete_count
+                                .saturating_add(p.range_tombstone_count),
                             age_secs: now.saturating_sub(p.created_at_secs),
                         }
                     })

@@ -2,7 +2,8 @@
 //!
 //! `Db` is a cheap handle (`Arc`) over [`DbCore`]. The write path lives in `write`,
 //! reads and snapshots in `read`, opening and WAL replay in `recovery`, the flush
-//! thread in `background`, directory layout in `files`.
+//! thread and shared background state in `background`, compaction threads and manual
+//! compaction in `compaction`, directory layout in `files`, counters in `stats`.
 //!
 //! # Locks, in the order they may be taken
 //! 1. `commit` queue lock (writers joining a group; never held across I/O);
@@ -65,6 +66,8 @@ pub(crate) struct DbCore {
     next_file_number: AtomicU64,
     background: Background,
     strategy: Box<dyn CompactionStrategy>,
+    /// Serialises `compact()` and `compact_range()` calls.
+    manual_compaction: Mutex<()>,
     /// A `WritePressure` as `u8`, recomputed whenever the version changes.
     write_pressure: AtomicU8,
     snapshots: read::SnapshotRegistry,
@@ -81,8 +84,9 @@ impl DbCore {
     /// Logs `edit` to the manifest (synced) and applies it to the manifest's state.
     fn log_and_apply(&self, mut edit: VersionEdit) -> Result<()> {
         let mut manifest = self.manifest.lock();
-        // Reserve the manifest's own number (if it rolls over) before recording the
-        // counter, so the recorded value is never below a number in use.
+        // Every edit reserves a number for the manifest in case this edit makes it roll
+        // over (unused numbers are harmless gaps), before recording the counter, so the
+        // recorded value is never below a number in use.
         let rollover_number = self.new_file_number();
         edit.next_file_number = Some(self.next_file_number.load(Ordering::Relaxed));
         manifest.apply(edit, || rollover_number)
@@ -119,14 +123,21 @@ impl DbHandle {
         if self.core.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Stop background work first: a writer stalled on it (holding the writer lock)
+        // then gives up with `Closed` instead of waiting for compaction to catch up.
+        self.core.background.shut_down();
         // Waits for a group being committed; later writers see `closed`.
         let synced = self.core.writer.lock().wal.sync();
-        self.core.background.shut_down();
+        let mut panicked = false;
         for thread in threads.drain(..) {
-            let _ = thread.join();
+            panicked |= thread.join().is_err();
         }
         self.core.lock.lock().take();
-        synced
+        synced?;
+        if panicked {
+            return Err(Error::Background("a background thread panicked".into()));
+        }
+        Ok(())
     }
 }
 

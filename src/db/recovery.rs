@@ -4,18 +4,20 @@
 //! 1. Validate options, create the directory if allowed, take the `LOCK` file.
 //! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
 //!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
-//!    new database: treating it as new would delete the data.
+//!    new database: treating it as new would delete the data (except the leftovers of
+//!    a creation killed before `CURRENT` was written, which hold nothing).
 //! 3. Check that every table the manifest names exists, and the WAL segments
 //!    `log_number` and `last_wal` (missing → `Error::Corruption`); open the tables.
 //!    Segment numbers are sparse (tables and manifests share the counter), so the
 //!    segments to replay are the WAL files numbered within `[log_number, last_wal]`.
 //! 4. Replay the segments in order into memtables, skipping seqnos the manifest says
-//!    were already flushed; a memtable that fills up is frozen and flushed later.
-//!    Only the newest segment may end in a torn record.
+//!    were already flushed, and checking that seqnos continue without gaps; a memtable
+//!    that fills up is frozen and flushed later. Each memtable starts from the highest
+//!    seqno seen so far (`inject_max_lsn`), so no seqno is ever reused. Only the newest
+//!    segment may end in a torn record, which is cut off the file.
 //! 5. Start a new WAL segment, write a fresh manifest snapshot naming it, and point
 //!    `CURRENT` at it.
 //! 6. Remove every file the manifest does not name (orphans of a crash).
-//! 7. Inject the highest seqno seen into the active memtable: no seqno is reused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
-use crate::key::{Entry, SeqNo, ValueKind, key_prefix};
+use crate::key::{Entry, SeqNo, key_prefix};
 use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::{CompactionStrategyOptions, Options};
@@ -230,6 +232,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
             }
         },
         write_pressure: AtomicU8::new(0),
+        manual_compaction: Mutex::new(()),
         snapshots: SnapshotRegistry::default(),
         stats: Default::default(),
         closed: AtomicBool::new(false),
@@ -356,16 +359,15 @@ impl ReplayBuffer {
             if seqno <= skip_through {
                 continue;
             }
-            let (key, kind, value) = match op {
-                BatchOp::Put { key, value } => (key, ValueKind::Put, value),
-                BatchOp::Delete { key } => (key, ValueKind::Delete, Bytes::new()),
-                BatchOp::RangeDelete { start, end } => {
-                    memtable.insert_range_tombstone(start, end, seqno);
-                    continue;
+            match op {
+                BatchOp::Point { key, kind, value } => {
+                    self.bytes += Memtable::footprint(key.len(), value.len());
+                    self.entries.push(Entry { key, seqno, kind, value });
                 }
-            };
-            self.bytes += Memtable::footprint(key.len(), value.len());
-            self.entries.push(Entry { key, seqno, kind, value });
+                BatchOp::RangeDelete { start, end } => {
+                    memtable.insert_range_tombstone(start, end, seqno)
+                }
+            }
         }
         Ok(())
     }

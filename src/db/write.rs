@@ -28,7 +28,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::batch::{BatchOp, GroupBuilder, WriteBatch, decode_group};
 use crate::compaction::WritePressure;
 use crate::error::{Error, Result};
-use crate::key::{MAX_SEQNO, SeqNo, ValueKind};
+use crate::key::MAX_SEQNO;
 use crate::manifest::VersionEdit;
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::version::ReadView;
@@ -168,7 +168,7 @@ impl DbCore {
         }
         self.stats.wal_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.stats.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
-        apply_group_payload(active, &Bytes::from(payload), 0)
+        apply_group_payload(active, &Bytes::from(payload))
             .map_err(|_| Error::Background("an encoded group failed to decode".into()))?;
         self.visible_seqno.store(last, Ordering::Release);
         Ok(())
@@ -181,45 +181,39 @@ impl DbCore {
     fn make_room_for_write(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
         let mut slowed = false;
         loop {
-            match self.write_pressure() {
-                WritePressure::Stop => {
-                    let started = Instant::now();
-                    self.wait_for_flushes_while(|| self.write_pressure() == WritePressure::Stop)?;
-                    self.stats.record_stall(started.elapsed());
-                    continue;
-                }
-                WritePressure::Slowdown if !slowed => {
-                    slowed = true;
-                    MutexGuard::unlocked(writer, || std::thread::sleep(SLOWDOWN));
-                    self.stats.record_slowdown(SLOWDOWN);
-                    self.check_writable()?;
-                    continue;
-                }
-                _ => {}
-            }
             let view = self.view.load();
-            if view.active.approximate_size() < self.options.write_buffer_size {
-                return Ok(());
-            }
+            let full = view.active.approximate_size() >= self.options.write_buffer_size;
             let frozen = view.frozen.len();
             let max_frozen = self.options.max_frozen_memtables;
-            if frozen >= max_frozen {
-                let started = Instant::now();
-                self.wait_for_flushes_while(|| self.view.load().frozen.len() >= max_frozen)?;
-                self.stats.record_stall(started.elapsed());
-                continue;
-            }
-            if !slowed && frozen + 1 >= self.options.max_frozen_memtables {
+            let pressure = self.write_pressure();
+            if pressure == WritePressure::Stop {
+                self.stall(|| self.write_pressure() == WritePressure::Stop)?;
+            } else if full && frozen >= max_frozen {
+                self.stall(|| self.view.load().frozen.len() >= max_frozen)?;
+            } else if !slowed
+                && (pressure == WritePressure::Slowdown || (full && frozen + 1 >= max_frozen))
+            {
                 slowed = true;
                 MutexGuard::unlocked(writer, || std::thread::sleep(SLOWDOWN));
                 self.stats.record_slowdown(SLOWDOWN);
                 // The writer lock was released: `close()` (or a failure) may have
                 // happened meanwhile, and nothing may be written after it.
                 self.check_writable()?;
-                continue;
+            } else if full {
+                return self.freeze_active_memtable(writer);
+            } else {
+                return Ok(());
             }
-            return self.freeze_active_memtable(writer);
         }
+    }
+
+    /// Waits while `pending()` holds (for flushes or compactions to catch up), counting
+    /// the stall, and then re-checks that writing is still allowed.
+    fn stall(&self, pending: impl FnMut() -> bool) -> Result<()> {
+        let started = Instant::now();
+        self.wait_for_flushes_while(pending)?;
+        self.stats.record_stall(started.elapsed());
+        self.check_writable()
     }
 
     /// Freezes the active memtable and starts a new one with a new WAL segment.
@@ -263,23 +257,16 @@ impl DbCore {
     }
 }
 
-/// Inserts every operation of a group payload with a seqno above `skip_through` into
-/// `memtable`. Keys and values are slices of `payload`, so this allocates nothing per
-/// entry but the skiplist node. `Err` holds the offset of undecodable bytes.
-pub(crate) fn apply_group_payload(
-    memtable: &Memtable,
-    payload: &Bytes,
-    skip_through: SeqNo,
-) -> Result<(), usize> {
+/// Inserts every operation of a group payload into `memtable`. Keys and values are
+/// slices of `payload`, so this allocates nothing per entry but the skiplist node.
+/// `Err` holds the offset of undecodable bytes.
+pub(crate) fn apply_group_payload(memtable: &Memtable, payload: &Bytes) -> Result<(), usize> {
     for op in decode_group(payload)? {
-        let (seqno, op) = op?;
-        if seqno <= skip_through {
-            continue;
-        }
-        match op {
-            BatchOp::Put { key, value } => memtable.insert(key, seqno, ValueKind::Put, value),
-            BatchOp::Delete { key } => memtable.insert(key, seqno, ValueKind::Delete, Bytes::new()),
-            BatchOp::RangeDelete { start, end } => {
+        match op? {
+            (seqno, BatchOp::Point { key, kind, value }) => {
+                memtable.insert(key, seqno, kind, value)
+            }
+            (seqno, BatchOp::RangeDelete { start, end }) => {
                 memtable.insert_range_tombstone(start, end, seqno)
             }
         }

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::key::{Entry, SeqNo, ValueKind};
 use crate::version::{ReadView, TombstoneSet};
 
-use super::MergingIter;
+use crate::merge::MergingIter;
 
 /// A lazy iterator over the visible keys of a range, in key order; also reversible.
 ///

@@ -1,4 +1,11 @@
-//! K-way merge of sorted entry sources with a binary heap.
+//! K-way merge of sorted entry sources with a binary heap, used by scans and
+//! compactions.
+//!
+//! # The source contract
+//! Every source (a memtable cursor, an SSTable iterator) is an
+//! `Iterator<Item = Result<Entry>>` yielding **every stored version** in internal
+//! order `(key ASC, seqno DESC)` — or, for a reverse source, in exactly the reverse
+//! order. After yielding an error a source yields nothing more.
 //!
 //! # Invariants
 //! - The heap holds at most one entry per source: the smallest (largest, in reverse)
