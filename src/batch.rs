@@ -355,7 +355,9 @@ mod tests {
         let payload = g.finish(7);
         let ops = decode_wal_record(&payload).unwrap();
         assert_eq!(ops.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![7, 8]);
-        assert!(matches!(&ops[1].1, BatchOp::RangeDelete { start, end } if start == "a" && end == "b"));
+        assert!(
+            matches!(&ops[1].1, BatchOp::RangeDelete { start, end } if start == "a" && end == "b")
+        );
         // A truncated payload names where decoding failed, after the header.
         assert_eq!(decode_wal_record(&payload[..payload.len() - 1]), Err(GROUP_HEADER_LEN + 5));
         assert_eq!(decode_wal_record(&payload[..4]), Err(0));
