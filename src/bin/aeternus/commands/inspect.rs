@@ -15,11 +15,11 @@ use aeternusdb::key::{ValueKind, compare_internal};
 use aeternusdb::manifest::{Manifest, ManifestState};
 use aeternusdb::sstable::Table;
 use aeternusdb::wal::{parse_segment_file_name, replay_segment};
-use aeternusdb::{Error, WalRecovery};
+use aeternusdb::{Db, Error, Options, WalRecovery};
 use clap::Subcommand;
 
 use crate::format::escape;
-use crate::{CliError, CliResult, open_db, require_dir};
+use crate::{CliError, CliResult, require_dir};
 
 /// Block cache for tables opened by these commands (blocks are read once).
 const CACHE_BYTES: usize = 8 << 20;
@@ -224,12 +224,14 @@ pub fn verify(dir: Option<&Path>) -> CliResult {
         damaged.entry(file).or_insert_with(|| e.to_string());
     };
 
-    match open_db(Some(dir), false, true) {
+    if !dir.join("CURRENT").exists() {
+        return Err(CliError::new(format!("no database in {}", dir.display())));
+    }
+    match Db::open(dir, Options { create_if_missing: false, ..Options::default() }) {
         Ok(db) => db.close()?,
-        Err(e) if dir.join("CURRENT").exists() => {
-            damaged.entry(dir.to_path_buf()).or_insert_with(|| format!("open failed: {e}"));
-        }
-        Err(e) => return Err(e),
+        Err(e @ Error::Corruption { .. }) => note(&mut damaged, e, dir),
+        // Not damage: the directory is locked, unreadable, ...
+        Err(e) => return Err(e.into()),
     }
 
     let mut names = std::fs::read_dir(dir)?
