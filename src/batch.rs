@@ -163,15 +163,21 @@ fn check_key(key: &[u8]) -> Result<()> {
 
 /// One decoded operation, with its seqno; the byte fields slice the record buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BatchOp {
+pub enum BatchOp {
     /// A put or a delete (with an empty value), as the memtable stores it.
     Point {
+        /// The user key.
         key: Bytes,
+        /// Put or delete.
         kind: ValueKind,
+        /// The value (empty for a delete).
         value: Bytes,
     },
+    /// A deletion of every key in `[start, end)`.
     RangeDelete {
+        /// First key deleted.
         start: Bytes,
+        /// First key not deleted.
         end: Bytes,
     },
 }
@@ -235,6 +241,16 @@ pub(crate) fn decode_group(payload: &Bytes) -> Result<GroupOps<'_>, usize> {
     let mut decoder = Decoder::new(payload);
     let (Some(base), Some(count)) = (decoder.u64(), decoder.u32()) else { return Err(0) };
     Ok(GroupOps { payload, decoder, next_seqno: base, remaining: count, failed: false })
+}
+
+/// Decodes a whole WAL record payload (one commit group, see the module docs) into
+/// its operations and their seqnos, for tools that inspect WAL segments.
+///
+/// `Err(offset)` gives the offset within `payload` of the first undecodable byte;
+/// nothing is returned for a payload that does not decode completely.
+pub fn decode_wal_record(payload: &[u8]) -> Result<Vec<(SeqNo, BatchOp)>, usize> {
+    let payload = Bytes::copy_from_slice(payload);
+    decode_group(&payload)?.collect()
 }
 
 /// Iterator over the operations of a group payload; see [`decode_group`].
@@ -328,6 +344,23 @@ mod tests {
                 (44, BatchOp::Point { key: b(""), kind: ValueKind::Put, value: b("") }),
             ]
         );
+    }
+
+    #[test]
+    fn decode_wal_record_returns_every_op_or_the_damage_offset() {
+        let mut a = WriteBatch::new();
+        a.put("k", "v").unwrap().delete_range("a", "b").unwrap();
+        let mut g = GroupBuilder::new();
+        assert!(g.append(&a));
+        let payload = g.finish(7);
+        let ops = decode_wal_record(&payload).unwrap();
+        assert_eq!(ops.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![7, 8]);
+        assert!(
+            matches!(&ops[1].1, BatchOp::RangeDelete { start, end } if start == "a" && end == "b")
+        );
+        // A truncated payload names where decoding failed, after the header.
+        assert_eq!(decode_wal_record(&payload[..payload.len() - 1]), Err(GROUP_HEADER_LEN + 5));
+        assert_eq!(decode_wal_record(&payload[..4]), Err(0));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 mod background;
 mod compaction;
-mod files;
+pub mod files;
 mod read;
 mod recovery;
 mod stats;

@@ -1,0 +1,6 @@
+//! The command groups, one module each.
+
+pub mod admin;
+pub mod data;
+pub mod inspect;
+pub mod io;

@@ -1,0 +1,262 @@
+//! The `aeternus` binary, driven as a user would: outputs, exit statuses, files.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn aeternus(dir: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aeternus"));
+    command.env_remove("AETERNUS_DIR");
+    if let Some(dir) = dir {
+        command.arg("--dir").arg(dir);
+    }
+    command.args(args).output().expect("run aeternus")
+}
+
+/// Runs a command that must succeed; its stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = aeternus(Some(dir), args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with exactly one `error:` line; that line.
+fn fails(dir: Option<&Path>, args: &[&str]) -> String {
+    let out = aeternus(dir, args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+fn db_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("db")
+}
+
+#[test]
+fn put_get_delete_and_scan_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    ok(dir, &["put", "a", "1"]);
+    ok(dir, &["put", "b\\x", "tab\there\né"]);
+    ok(dir, &["put", "c", "3"]);
+    ok(dir, &["put", "d", "4"]);
+    assert_eq!(ok(dir, &["get", "a"]), "1\n");
+    assert_eq!(ok(dir, &["get", "b\\x"]), "tab\\there\\n\\xc3\\xa9\n");
+    assert_eq!(ok(dir, &["get", "--hex", "a"]), "31\n");
+
+    assert_eq!(ok(dir, &["scan"]), "a\t1\nb\\\\x\ttab\\there\\n\\xc3\\xa9\nc\t3\nd\t4\n");
+    assert_eq!(ok(dir, &["scan", "--hex", "--limit", "1"]), "61\t31\n");
+    assert_eq!(ok(dir, &["scan", "--reverse", "--limit", "2"]), "d\t4\nc\t3\n");
+    assert_eq!(ok(dir, &["scan", "--prefix", "c"]), "c\t3\n");
+    assert_eq!(ok(dir, &["scan", "--from", "c", "--to", "d"]), "c\t3\n");
+    assert_eq!(
+        ok(dir, &["scan", "--json", "--from", "b"]).lines().next().unwrap(),
+        r#"{"key":"b\\x","value":"tab\there\né"}"#
+    );
+    assert_eq!(
+        ok(dir, &["scan", "--json", "--encoding", "hex", "--limit", "1"]),
+        "{\"key\":\"61\",\"value\":\"31\"}\n"
+    );
+
+    ok(dir, &["delete", "a"]);
+    assert!(fails(Some(dir), &["get", "a"]).contains("not found"));
+    ok(dir, &["delete-range", "b", "d"]);
+    assert_eq!(ok(dir, &["scan"]), "d\t4\n");
+
+    // The directory also comes from AETERNUS_DIR.
+    let out = Command::new(env!("CARGO_BIN_EXE_aeternus"))
+        .env("AETERNUS_DIR", dir)
+        .args(["get", "d"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "4\n");
+}
+
+/// Loads `input`, exports with the same options, and expects the same bytes back.
+fn round_trip(input: &str, options: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    let file = tmp.path().join("in");
+    std::fs::write(&file, input).unwrap();
+    let mut load = vec!["load", file.to_str().unwrap()];
+    load.extend(options);
+    ok(dir, &load);
+    let out = tmp.path().join("out");
+    let mut export = vec!["export", out.to_str().unwrap()];
+    export.extend(options);
+    ok(dir, &export);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), input);
+    // Without a file, export writes to stdout.
+    let mut export = vec!["export"];
+    export.extend(options);
+    assert_eq!(ok(dir, &export), input);
+}
+
+#[test]
+fn load_export_round_trips() {
+    let utf8: String = (0..2500)
+        .map(|i| format!("{{\"key\":\"k{i:05} \\\"é\\\"\",\"value\":\"v,{i}\\n\"}}\n"))
+        .collect();
+    round_trip(&utf8, &[]);
+    round_trip(&utf8, &["--encoding", "utf8", "--format", "jsonl"]);
+
+    // Binary keys and values: 0x00.. and 0xff.. are not UTF-8.
+    let base64 = "{\"key\":\"AP8=\",\"value\":\"/wA=\"}\n{\"key\":\"AQ==\",\"value\":\"\"}\n";
+    round_trip(base64, &["--encoding", "base64"]);
+    round_trip("00ff,ff00\n01,\n", &["--encoding", "hex", "--format", "csv"]);
+
+    let csv = "a,1\n\"b,c\",\"x \"\"y\"\"\"\nd,\"multi\nline\"\n";
+    round_trip(csv, &["--format", "csv"]);
+}
+
+#[test]
+fn export_refuses_binary_as_utf8() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    let file = tmp.path().join("in.jsonl");
+    std::fs::write(&file, "{\"key\":\"/w==\",\"value\":\"\"}\n").unwrap();
+    ok(dir, &["load", file.to_str().unwrap(), "--encoding", "base64"]);
+    assert!(fails(Some(dir), &["export"]).contains("--encoding base64"));
+}
+
+#[test]
+fn a_malformed_line_stops_the_load_and_keeps_earlier_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    let file = tmp.path().join("in.jsonl");
+    let mut input: String =
+        (0..1500).map(|i| format!("{{\"key\":\"k{i:05}\",\"value\":\"v\"}}\n")).collect();
+    input += "{\"key\": 7, \"value\": \"v\"}\n{\"key\":\"z\",\"value\":\"v\"}\n";
+    std::fs::write(&file, input).unwrap();
+    let error = fails(Some(dir), &["load", file.to_str().unwrap()]);
+    assert!(error.contains("line 1501"), "{error}");
+    assert!(error.contains("loaded 1500 records"), "{error}");
+    assert_eq!(ok(dir, &["scan"]).lines().count(), 1500);
+
+    let csv = tmp.path().join("in.csv");
+    std::fs::write(&csv, "x,1\ny,2,3\n").unwrap();
+    let error = fails(Some(dir), &["load", csv.to_str().unwrap(), "--format", "csv"]);
+    assert!(error.contains("line 2") && error.contains("loaded 1 records"), "{error}");
+    assert_eq!(ok(dir, &["get", "x"]), "1\n");
+
+    let bad_base64 = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad_base64, "{\"key\":\"!!\",\"value\":\"\"}\n").unwrap();
+    let error = fails(Some(dir), &["load", bad_base64.to_str().unwrap(), "--encoding", "base64"]);
+    assert!(error.contains("line 1") && error.contains("base64"), "{error}");
+}
+
+#[test]
+fn stats_compact_and_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    ok(dir, &["put", "a", "1"]);
+    ok(dir, &["flush"]);
+    let stats = ok(dir, &["stats"]);
+    assert!(stats.contains("level") && stats.contains("L0"), "{stats}");
+    assert!(stats.contains("last seqno: 1"), "{stats}");
+    assert!(stats.contains("write amplification") && stats.contains("write stalls"), "{stats}");
+    ok(dir, &["compact"]);
+    assert_eq!(ok(dir, &["get", "a"]), "1\n");
+}
+
+/// A database with a few SSTables and a WAL segment holding `late`.
+fn populated(dir: &Path, tmp: &Path) {
+    let file = tmp.join("in.jsonl");
+    let input: String =
+        (0..3000).map(|i| format!("{{\"key\":\"key{i:05}\",\"value\":\"value{i}\"}}\n")).collect();
+    std::fs::write(&file, input).unwrap();
+    ok(dir, &["load", file.to_str().unwrap()]);
+    ok(dir, &["flush"]);
+    ok(dir, &["put", "late", "v"]);
+    ok(dir, &["put", "later", "v"]);
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn verify_passes_a_good_database_and_names_a_damaged_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    populated(dir, tmp.path());
+    let report = ok(dir, &["verify"]);
+    assert!(report.contains("ok"), "{report}");
+
+    let table = files_with(dir, "sst").pop().expect("an sst");
+    let mut bytes = std::fs::read(&table).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&table, bytes).unwrap();
+    let out = aeternus(Some(dir), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8(out.stdout).unwrap();
+    let name = table.file_name().unwrap().to_str().unwrap();
+    assert!(report.lines().any(|l| l.starts_with("damaged:") && l.contains(name)), "{report}");
+
+    // A damaged WAL record is named too, once.
+    let segment = files_with(dir, "wal").remove(0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let out = aeternus(Some(dir), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8(out.stdout).unwrap();
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert_eq!(report.lines().filter(|l| l.contains(name)).count(), 1, "{report}");
+}
+
+#[test]
+fn dumps_print_tables_records_and_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    populated(dir, tmp.path());
+
+    let table = files_with(dir, "sst").pop().expect("an sst");
+    let sst = ok(dir, &["dump", "sst", table.to_str().unwrap()]);
+    assert!(sst.contains("entries: "), "{sst}");
+    assert!(sst.contains(" put key00042 = value42\n"), "{sst}");
+
+    let wal = files_with(dir, "wal")
+        .into_iter()
+        .map(|w| ok(dir, &["dump", "wal", w.to_str().unwrap()]))
+        .collect::<String>();
+    assert!(wal.contains("@3001 put late = v"), "{wal}");
+
+    let manifest = ok(dir, &["dump", "manifest", dir.to_str().unwrap()]);
+    assert!(manifest.contains("last seqno: "), "{manifest}");
+    assert!(manifest.contains("L0: "), "{manifest}");
+    assert!(manifest.contains(table.file_name().unwrap().to_str().unwrap()));
+}
+
+#[test]
+fn bad_arguments_fail_with_one_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    fails(Some(dir), &["frobnicate"]);
+    fails(Some(dir), &["scan", "--limit", "many"]);
+    fails(Some(dir), &["put", "only-a-key"]);
+    fails(Some(dir), &["scan", "--prefix", "a", "--from", "b"]);
+    assert!(fails(None, &["get", "a"]).contains("AETERNUS_DIR"));
+    assert!(fails(Some(dir), &["get", "a"]).contains("no database"));
+    assert!(fails(Some(dir), &["load", "/nonexistent/file"]).contains("/nonexistent/file"));
+    fails(Some(dir), &["dump", "sst", "/nonexistent/000001.sst"]);
+    fails(Some(dir), &["dump", "wal", "notawal.txt"]);
+    ok(dir, &["put", "b", "1"]);
+    assert!(fails(Some(dir), &["delete-range", "b", "a"]).contains("invalid argument"));
+    // --help works on every command.
+    for command in ["put", "get", "scan", "load", "export", "verify", "stats"] {
+        assert!(ok(dir, &[command, "--help"]).contains("Usage"));
+    }
+    assert!(ok(dir, &["dump", "wal", "--help"]).contains("Usage"));
+}
