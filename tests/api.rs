@@ -321,3 +321,22 @@ fn writers_racing_close_see_closed() {
         }
     }
 }
+
+/// Opening a database many times for a few writes each (as a command-line tool does)
+/// must not pile up WAL segments that every open replays: past a few, open flushes.
+#[test]
+fn many_short_opens_do_not_accumulate_wal_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        let db = Db::open(dir.path(), small()).unwrap();
+        db.put(format!("k{i:02}"), "v").unwrap();
+        db.close().unwrap();
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".wal"))
+            .count();
+        assert!(segments <= 10, "open {i}: {segments} WAL segments");
+    }
+    let db = Db::open(dir.path(), small()).unwrap();
+    assert_eq!(all(&db).len(), 30);
+}

@@ -176,7 +176,8 @@ impl Db {
     /// Errors: `InvalidArgument` for bad options, `Locked` if the directory is open
     /// elsewhere, `Corruption` naming the damaged file.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
-        let core = Arc::new(recovery::open(dir.as_ref(), options)?);
+        let recovered = recovery::open(dir.as_ref(), options)?;
+        let core = Arc::new(recovered.core);
         let handle = DbHandle { core: core.clone(), threads: Mutex::new(Vec::new()) };
         // If spawning fails, dropping `handle` stops the threads already started.
         let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
@@ -194,7 +195,11 @@ impl Db {
             handle.threads.lock().push(thread);
         }
         core.update_write_pressure();
-        Ok(Db { handle: Arc::new(handle) })
+        let db = Db { handle: Arc::new(handle) };
+        if recovered.replayed_segments > recovery::MAX_REPLAYED_SEGMENTS {
+            db.flush()?;
+        }
+        Ok(db)
     }
 
     fn core(&self) -> &DbCore {

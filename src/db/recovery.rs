@@ -47,7 +47,19 @@ use super::files::{FileKind, LOCK_FILE, classify};
 use super::write::WriterState;
 use super::{DbCore, read::SnapshotRegistry};
 
-pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
+/// WAL segments kept for unflushed data past which open flushes the recovered data:
+/// each open starts a new segment, so a database opened many times for a few writes
+/// (a command-line tool) would otherwise replay ever more segments.
+pub(super) const MAX_REPLAYED_SEGMENTS: usize = 8;
+
+/// What `open` recovered, besides the database.
+pub(super) struct Recovered {
+    pub(super) core: DbCore,
+    /// WAL segments replayed because they held unflushed writes.
+    pub(super) replayed_segments: usize,
+}
+
+pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     options.validate()?;
     let fs = options.fs.clone();
     if !options.create_if_missing && !fs.exists(&dir.join(CURRENT)) {
@@ -210,7 +222,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         frozen: frozen.into_iter().rev().map(FrozenMemtable::new).collect(),
         version: Arc::new(Version::new(tables)),
     };
-    Ok(DbCore {
+    let core = DbCore {
         dir: dir.to_path_buf(),
         fs,
         db_id: state.db_id,
@@ -238,7 +250,8 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<DbCore> {
         closed: AtomicBool::new(false),
         lock: Mutex::new(Some(lock)),
         options,
-    })
+    };
+    Ok(Recovered { core, replayed_segments: segments.len() })
 }
 
 /// Removes tables, WAL segments, manifests and temporary files the manifest does not
