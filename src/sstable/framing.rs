@@ -138,7 +138,7 @@ mod tests {
                 Compression::None
             };
             assert_eq!(framed[framed.len() - 5], expect_tag as u8);
-            assert!(c == Compression::None || framed.len() < compressible.len() / 2);
+            assert!(expect_tag == Compression::None || framed.len() < compressible.len() / 2);
         }
     }
 
