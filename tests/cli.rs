@@ -260,3 +260,38 @@ fn bad_arguments_fail_with_one_error_line() {
     }
     assert!(ok(dir, &["dump", "wal", "--help"]).contains("Usage"));
 }
+
+#[test]
+fn bench_runs_selected_workloads_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--quick",
+        "--keys",
+        "2000",
+        "--workload",
+        "fillrandom",
+        "--workload",
+        "readrandom",
+    ];
+    let out = ok(tmp.path(), &args);
+    assert!(out.contains("2000 keys"), "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 4, "{out}"); // header, rule, two workloads
+    assert!(rows[2].starts_with("| fillrandom ") && rows[2].contains("write amp"), "{out}");
+    assert!(rows[3].starts_with("| readrandom ") && rows[3].contains(" yes "), "{out}");
+    assert!(!out.contains("FAILED"), "{out}");
+    // The databases lived in a directory of their own inside --dir, now removed.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bench_refuses_bad_workloads_and_database_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    assert!(fails(None, &["bench", "--workload", "nope"]).contains("nope"));
+    ok(dir, &["put", "a", "1"]);
+    let error = fails(Some(dir), &["bench", "--keys", "1000", "--workload", "fillseq"]);
+    assert!(error.contains("holds a database"), "{error}");
+    assert_eq!(ok(dir, &["get", "a"]), "1\n");
+}

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use aeternusdb::{Db, Options};
 use clap::{Parser, Subcommand};
 
-use commands::{admin, data, inspect, io};
+use commands::{admin, bench, data, inspect, io};
 
 /// AeternusDB command-line tool: read, write, load, export and inspect a database.
 #[derive(Debug, Parser)]
@@ -54,6 +54,9 @@ enum Command {
     /// Print the content of one file.
     #[command(subcommand)]
     Dump(inspect::DumpCommand),
+    /// Run the benchmark workloads (each in a fresh database under a temporary
+    /// directory, inside --dir if given) and print a results table.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure reported to the user as one line.
@@ -128,6 +131,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Flush => admin::flush(dir),
         Command::Verify => inspect::verify(dir),
         Command::Dump(command) => inspect::dump(command),
+        Command::Bench(args) => bench::bench(dir, args),
     }
 }
 

@@ -1,0 +1,190 @@
+//! `bench`: the workloads of `aeternus-workloads` on this AeternusDB.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aeternus_workloads::{
+    Engine, EngineMetrics, NAMES, OpenOptions, Progress, Size, format_table, run,
+};
+use aeternusdb::{Db, Options, WriteBatch, WriteOptions};
+use clap::Args;
+use clap::builder::PossibleValuesParser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{CliError, CliResult};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// 100,000 keys instead of 1,000,000 (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Run only workload NAME (repeatable); every workload by default.
+    #[arg(long = "workload", value_name = "NAME", value_parser = PossibleValuesParser::new(NAMES))]
+    workloads: Vec<String>,
+    /// Keys per workload, other counts scaled alike; overrides --quick (for tests).
+    #[arg(long, value_name = "N", hide = true)]
+    keys: Option<u64>,
+}
+
+/// AeternusDB as a benchmarked engine: buffered writes unless a write asks for sync.
+struct Aeternus(Db);
+
+impl Engine for Aeternus {
+    fn name(&self) -> String {
+        format!("aeternusdb {}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn open(dir: &Path, options: &OpenOptions) -> aeternus_workloads::Result<Self> {
+        let defaults = Options::default();
+        let options = Options {
+            sync_writes: false,
+            write_buffer_size: options.write_buffer_bytes.unwrap_or(defaults.write_buffer_size),
+            ..defaults
+        };
+        Ok(Aeternus(Db::open(dir, options)?))
+    }
+
+    fn close(self) -> aeternus_workloads::Result<()> {
+        Ok(self.0.close()?)
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], sync: bool) -> aeternus_workloads::Result<()> {
+        if sync { self.write_batch(&[(key, value)], true) } else { Ok(self.0.put(key, value)?) }
+    }
+
+    fn write_batch(&self, pairs: &[(&[u8], &[u8])], sync: bool) -> aeternus_workloads::Result<()> {
+        let mut batch = WriteBatch::new();
+        for (key, value) in pairs {
+            batch.put(key, value)?;
+        }
+        Ok(self.0.write_with(&batch, WriteOptions { sync })?)
+    }
+
+    fn get(&self, key: &[u8]) -> aeternus_workloads::Result<Option<Vec<u8>>> {
+        Ok(self.0.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn delete_range(&self, start: &[u8], end: &[u8]) -> aeternus_workloads::Result<()> {
+        Ok(self.0.delete_range(start, end)?)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        n: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> aeternus_workloads::Result<usize> {
+        let mut count = 0;
+        for item in self.0.range(start..)?.take(n) {
+            let (key, value) = item?;
+            visit(&key, &value);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn settle(&self) -> aeternus_workloads::Result<()> {
+        self.0.flush()?;
+        loop {
+            let stats = self.0.stats()?;
+            if stats.frozen_memtables == 0 && !stats.compaction_pending {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn metrics(&self) -> aeternus_workloads::Result<EngineMetrics> {
+        let stats = self.0.stats()?;
+        Ok(EngineMetrics {
+            write_amplification: Some(stats.write_amplification),
+            space_amplification: Some(stats.space_amplification),
+        })
+    }
+}
+
+/// One indicatif bar reused by every phase; hidden when stderr is not a terminal.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, label: &str, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_message(label.to_string());
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+pub fn bench(dir: Option<&Path>, args: BenchArgs) -> CliResult {
+    let size = match (args.keys, args.quick) {
+        (Some(keys), _) => Size::with_keys(keys),
+        (None, true) => Size::quick(),
+        (None, false) => Size::full(),
+    };
+    let workloads: Vec<&str> = if args.workloads.is_empty() {
+        NAMES.to_vec()
+    } else {
+        args.workloads.iter().map(String::as_str).collect()
+    };
+    // A directory of our own (inside --dir if given), removed at the end.
+    let root = match dir {
+        Some(dir) if dir.join("CURRENT").exists() => {
+            return Err(CliError::new(format!(
+                "{} holds a database; bench needs a directory of its own",
+                dir.display()
+            )));
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::Builder::new().prefix("aeternus-bench-").tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new().prefix("aeternus-bench-").tempdir()?,
+    };
+
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:28} {bar:40} {pos}/{len} {per_sec} eta {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = Bar(bar);
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "aeternus bench: {} keys of 16 B, 100 B values; {} synced puts; in {}",
+        size.keys,
+        size.sync_ops,
+        root.path().display()
+    )?;
+
+    let mut results = Vec::new();
+    let started = Instant::now();
+    for name in &workloads {
+        let workload_dir = root.path().join(name);
+        let result = run::<Aeternus>(name, &workload_dir, size, &progress);
+        // Each workload's database is removed as soon as it is done.
+        let _ = std::fs::remove_dir_all(&workload_dir);
+        results.extend(result.map_err(|e| CliError::new(format!("{name}: {e}")))?);
+    }
+    progress.0.finish_and_clear();
+    let engine = format!("aeternusdb {}", env!("CARGO_PKG_VERSION"));
+    writeln!(out, "\n{}", format_table(&engine, &results))?;
+    writeln!(out, "total {:.1} s", started.elapsed().as_secs_f64())?;
+    out.flush()?;
+
+    let failed: Vec<&str> =
+        results.iter().filter(|r| r.verified == Some(false)).map(|r| r.name.as_str()).collect();
+    if !failed.is_empty() {
+        return Err(CliError::new(format!("read verification failed: {}", failed.join(", "))));
+    }
+    Ok(true)
+}
