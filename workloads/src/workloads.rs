@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::data::{Rng, key, missing_key, seeds, shuffled, value};
+use crate::data::{KEY_LEN, Rng, key, missing_key, seeds, shuffled, value};
 use crate::engine::{Engine, OpenOptions, Result};
 use crate::report::WorkloadResult;
 use crate::zipf::{Latest, ScrambledZipfian};
@@ -202,43 +202,36 @@ fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
 }
 
 fn readrandom<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
-    let db = ctx.loaded::<E>("readrandom")?;
-    let mut rng = Rng::new(seeds::READS);
-    let mut h = histogram();
-    let mut ok = true;
-    ctx.progress.start("readrandom", ctx.n());
-    let started = Instant::now();
-    for n in 0..ctx.n() {
-        let i = rng.below(ctx.n());
-        let t = Instant::now();
-        let got = db.get(&key(i))?;
-        record(&mut h, t);
-        ok &= got.as_deref() == Some(&value(i, 0)[..]);
-        ctx.tick(n);
-    }
-    let r =
-        WorkloadResult::new("readrandom", ctx.n(), started.elapsed()).latencies(&h).verified(ok);
-    db.close()?;
-    Ok(r)
+    random_gets::<E>(ctx, "readrandom", key, |i, got| got == Some(&value(i, 0)[..]))
 }
 
 fn readmissing<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
-    let db = ctx.loaded::<E>("readmissing")?;
+    random_gets::<E>(ctx, "readmissing", missing_key, |_, got| got.is_none())
+}
+
+/// N timed gets of `key_of(i)` for uniform random `i` over a loaded database; the
+/// result is verified if `expected(i, value)` held for every one.
+fn random_gets<E: Engine>(
+    ctx: &Ctx,
+    name: &str,
+    key_of: fn(u64) -> [u8; KEY_LEN],
+    expected: fn(u64, Option<&[u8]>) -> bool,
+) -> Result<WorkloadResult> {
+    let db = ctx.loaded::<E>(name)?;
     let mut rng = Rng::new(seeds::READS);
     let mut h = histogram();
     let mut ok = true;
-    ctx.progress.start("readmissing", ctx.n());
+    ctx.progress.start(name, ctx.n());
     let started = Instant::now();
     for n in 0..ctx.n() {
         let i = rng.below(ctx.n());
         let t = Instant::now();
-        let got = db.get(&missing_key(i))?;
+        let got = db.get(&key_of(i))?;
         record(&mut h, t);
-        ok &= got.is_none();
+        ok &= expected(i, got.as_deref());
         ctx.tick(n);
     }
-    let r =
-        WorkloadResult::new("readmissing", ctx.n(), started.elapsed()).latencies(&h).verified(ok);
+    let r = WorkloadResult::new(name, ctx.n(), started.elapsed()).latencies(&h).verified(ok);
     db.close()?;
     Ok(r)
 }
