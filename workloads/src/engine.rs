@@ -14,15 +14,6 @@ pub struct OpenOptions {
     pub write_buffer_bytes: Option<usize>,
 }
 
-/// Figures an engine may report about itself; `None` where it cannot.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EngineMetrics {
-    /// Bytes written to storage / user bytes written, since open.
-    pub write_amplification: Option<f64>,
-    /// Bytes on disk / bytes of live user data.
-    pub space_amplification: Option<f64>,
-}
-
 /// A key-value engine under test. Shared by reference between threads.
 pub trait Engine: Send + Sync + Sized {
     /// Short name for tables, e.g. `aeternusdb`.
@@ -44,7 +35,4 @@ pub trait Engine: Send + Sync + Sized {
     /// Flushes and waits until no flush or compaction is pending (or a fixed pause
     /// where the engine cannot tell).
     fn settle(&self) -> Result<()>;
-    fn metrics(&self) -> Result<EngineMetrics> {
-        Ok(EngineMetrics::default())
-    }
 }

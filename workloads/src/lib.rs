@@ -1,4 +1,4 @@
-//! Benchmark workloads for key-value engines, after `/work/shared/WORKLOADS.md`:
+//! Benchmark workloads for key-value engines, after `docs/workloads.md`:
 //! db_bench-style fills and reads plus YCSB A–F, generic over [`Engine`], with
 //! deterministic data so every engine sees the same keys in the same order.
 //!
@@ -8,12 +8,13 @@
 pub mod data;
 pub mod engine;
 pub mod memory;
+pub mod process;
 mod report;
 mod workloads;
 pub mod zipf;
 
-pub use engine::{Engine, EngineMetrics, Error, OpenOptions, Result};
-pub use report::{WorkloadResult, format_table};
+pub use engine::{Engine, Error, OpenOptions, Result};
+pub use report::{Figure, WorkloadResult, format_table};
 pub use workloads::{NAMES, run};
 
 /// How big a run is.

@@ -15,8 +15,8 @@ pub struct WorkloadResult {
     pub elapsed: Duration,
     /// Latency percentiles in microseconds (p50, p99, p99.9), where measured per op.
     pub latency_us: Option<[f64; 3]>,
-    /// Other figures, e.g. `("write amp", "1.52x")`.
-    pub extra: Vec<(String, String)>,
+    /// Other figures, e.g. write amplification.
+    pub figures: Vec<Figure>,
     /// Whether every value read was the expected one; `None` if nothing was read back.
     pub verified: Option<bool>,
 }
@@ -28,7 +28,7 @@ impl WorkloadResult {
             ops,
             elapsed,
             latency_us: None,
-            extra: Vec::new(),
+            figures: Vec::new(),
             verified: None,
         }
     }
@@ -45,14 +45,33 @@ impl WorkloadResult {
         self
     }
 
-    pub(crate) fn with(mut self, label: &str, value: String) -> Self {
-        self.extra.push((label.to_string(), value));
+    pub(crate) fn with(mut self, label: &str, value: f64, unit: &str) -> Self {
+        self.figures.push(Figure { label: label.into(), value, unit: unit.into() });
         self
     }
 
     pub(crate) fn verified(mut self, ok: bool) -> Self {
         self.verified = Some(ok);
         self
+    }
+}
+
+/// A figure beside the throughput, e.g. `write amp 1.52x`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub label: String,
+    pub value: f64,
+    /// `x` for ratios, `s` for seconds, `ops/s`, `B`.
+    pub unit: String,
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.unit.as_str() {
+            "x" => write!(f, "{} {:.2}x", self.label, self.value),
+            "s" => write!(f, "{} {:.3} s", self.label, self.value),
+            unit => write!(f, "{} {:.0} {unit}", self.label, self.value),
+        }
     }
 }
 
@@ -84,7 +103,7 @@ pub fn format_table(engine: &str, results: &[WorkloadResult]) -> String {
                 Some(false) => "FAILED".into(),
                 None => "-".into(),
             },
-            r.extra.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+            r.figures.iter().map(Figure::to_string).collect::<Vec<_>>().join(", "),
         ]);
     }
     let widths: Vec<usize> =

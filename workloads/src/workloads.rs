@@ -1,4 +1,4 @@
-//! The workloads of WORKLOADS.md.
+//! The workloads of `docs/workloads.md`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::data::{KEY_LEN, Rng, key, missing_key, seeds, shuffled, value};
+use crate::data::{KEY_LEN, Rng, VALUE_LEN, key, missing_key, seeds, shuffled, value};
 use crate::engine::{Engine, OpenOptions, Result};
+use crate::process::{disk_bytes, storage_write_bytes};
 use crate::report::WorkloadResult;
 use crate::zipf::{Latest, ScrambledZipfian};
 use crate::{Progress, Size};
@@ -71,6 +72,9 @@ struct Ctx<'a> {
 
 const TICK: u64 = 1024;
 
+/// User bytes of one put.
+const ENTRY_BYTES: u64 = (KEY_LEN + VALUE_LEN) as u64;
+
 impl Ctx<'_> {
     fn n(&self) -> u64 {
         self.size.keys
@@ -115,23 +119,35 @@ fn record(h: &mut Histogram<u64>, started: Instant) {
     h.saturating_record(started.elapsed().as_nanos() as u64);
 }
 
-fn amp(db: &impl Engine, mut r: WorkloadResult, space: bool) -> Result<WorkloadResult> {
-    let m = db.metrics()?;
-    if let Some(w) = m.write_amplification {
-        r = r.with("write amp", format!("{w:.2}x"));
+/// Adds write amplification (storage bytes written since `io_before` per user byte
+/// put) and, if `space`, space amplification (bytes on disk per live user byte) to `r`.
+/// `puts` of N-key workloads overwrite or fill N keys, so live data is always N entries.
+fn amplification(
+    ctx: &Ctx,
+    mut r: WorkloadResult,
+    io_before: Option<u64>,
+    puts: u64,
+    space: bool,
+) -> Result<WorkloadResult> {
+    if let (Some(before), Some(after)) = (io_before, storage_write_bytes()) {
+        let user = (puts * ENTRY_BYTES) as f64;
+        r = r.with("write amp", after.saturating_sub(before) as f64 / user, "x");
     }
-    if space && let Some(s) = m.space_amplification {
-        r = r.with("space amp", format!("{s:.2}x"));
+    if space {
+        let live = (ctx.n() * ENTRY_BYTES) as f64;
+        r = r.with("space amp", disk_bytes(ctx.dir)? as f64 / live, "x");
     }
     Ok(r)
 }
 
 fn fill<E: Engine>(ctx: &Ctx, name: &str, random: bool) -> Result<WorkloadResult> {
-    let db = ctx.open::<E>()?;
     let order = if random { shuffled(ctx.n(), seeds::LOAD_ORDER) } else { (0..ctx.n()).collect() };
+    let io_before = storage_write_bytes();
+    let db = ctx.open::<E>()?;
     let elapsed = ctx.load(&db, name, &order)?;
     db.settle()?;
-    let r = amp(&db, WorkloadResult::new(name, ctx.n(), elapsed), random)?;
+    let r = WorkloadResult::new(name, ctx.n(), elapsed);
+    let r = amplification(ctx, r, io_before, ctx.n(), random)?;
     db.close()?;
     Ok(r)
 }
@@ -183,6 +199,7 @@ fn fillsync<E: Engine>(ctx: &Ctx) -> Result<Vec<WorkloadResult>> {
 fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     let db = ctx.loaded::<E>("overwrite")?;
     let order = shuffled(ctx.n(), seeds::OVERWRITE);
+    let io_before = storage_write_bytes();
     ctx.progress.start("overwrite", ctx.n());
     let started = Instant::now();
     for (n, &i) in order.iter().enumerate() {
@@ -196,7 +213,8 @@ fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     for &i in order.iter().step_by(97) {
         ok &= db.get(&key(i))?.as_deref() == Some(&value(i, 1)[..]);
     }
-    let r = amp(&db, WorkloadResult::new("overwrite", ctx.n(), elapsed), true)?.verified(ok);
+    let r = WorkloadResult::new("overwrite", ctx.n(), elapsed);
+    let r = amplification(ctx, r, io_before, ctx.n(), true)?.verified(ok);
     db.close()?;
     Ok(r)
 }
@@ -267,10 +285,7 @@ fn seekrandom<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
         ok &= check.ok && count as u64 == NEXT.min(ctx.n() - i);
         ctx.tick(n);
     }
-    let r = WorkloadResult::new("seekrandom", seeks, started.elapsed())
-        .latencies(&h)
-        .with("next per seek", NEXT.to_string())
-        .verified(ok);
+    let r = WorkloadResult::new("seekrandom", seeks, started.elapsed()).latencies(&h).verified(ok);
     db.close()?;
     Ok(r)
 }
@@ -315,7 +330,7 @@ fn readwhilewriting<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     let writes = writes?;
     let r = WorkloadResult::new("readwhilewriting", n, elapsed)
         .latencies(&h)
-        .with("writes/s", format!("{:.0}", writes as f64 / elapsed.as_secs_f64().max(1e-9)))
+        .with("writes/s", writes as f64 / elapsed.as_secs_f64().max(1e-9), "ops/s")
         .verified(ok);
     db.close()?;
     Ok(r)
@@ -356,7 +371,7 @@ fn deleterange<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     ok &= count as u64 == ctx.n() - deletes * WIDTH;
     let r = WorkloadResult::new("deleterange", deletes, elapsed)
         .latencies(&h)
-        .with("full scan", format!("{:.3} s", scan.as_secs_f64()))
+        .with("full scan", scan.as_secs_f64(), "s")
         .verified(ok);
     db.close()?;
     Ok(r)
@@ -453,7 +468,7 @@ fn reopen<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     }
     // ops/s here is keys recovered per second of open.
     let r = WorkloadResult::new("reopen", n, elapsed)
-        .with("open", format!("{:.3} s for {n} unflushed keys", elapsed.as_secs_f64()))
+        .with("open", elapsed.as_secs_f64(), "s")
         .verified(ok);
     db.close()?;
     Ok(r)

@@ -2,12 +2,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aeternus_workloads::{
-    Engine, EngineMetrics, NAMES, OpenOptions, Progress, Size, format_table, run,
-};
-use aeternusdb::{Db, Options, WriteBatch, WriteOptions};
+use aeternus_workloads::{NAMES, Progress, Size, format_table, run};
+use aeternusdb::workloads::BenchDb;
 use clap::Args;
 use clap::builder::PossibleValuesParser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,83 +23,6 @@ pub struct BenchArgs {
     /// Keys per workload, other counts scaled alike; overrides --quick (for tests).
     #[arg(long, value_name = "N", hide = true)]
     keys: Option<u64>,
-}
-
-/// AeternusDB as a benchmarked engine: buffered writes unless a write asks for sync.
-struct Aeternus(Db);
-
-impl Engine for Aeternus {
-    fn name(&self) -> String {
-        format!("aeternusdb {}", env!("CARGO_PKG_VERSION"))
-    }
-
-    fn open(dir: &Path, options: &OpenOptions) -> aeternus_workloads::Result<Self> {
-        let defaults = Options::default();
-        let options = Options {
-            sync_writes: false,
-            write_buffer_size: options.write_buffer_bytes.unwrap_or(defaults.write_buffer_size),
-            ..defaults
-        };
-        Ok(Aeternus(Db::open(dir, options)?))
-    }
-
-    fn close(self) -> aeternus_workloads::Result<()> {
-        Ok(self.0.close()?)
-    }
-
-    fn put(&self, key: &[u8], value: &[u8], sync: bool) -> aeternus_workloads::Result<()> {
-        if sync { self.write_batch(&[(key, value)], true) } else { Ok(self.0.put(key, value)?) }
-    }
-
-    fn write_batch(&self, pairs: &[(&[u8], &[u8])], sync: bool) -> aeternus_workloads::Result<()> {
-        let mut batch = WriteBatch::new();
-        for (key, value) in pairs {
-            batch.put(key, value)?;
-        }
-        Ok(self.0.write_with(&batch, WriteOptions { sync })?)
-    }
-
-    fn get(&self, key: &[u8]) -> aeternus_workloads::Result<Option<Vec<u8>>> {
-        Ok(self.0.get(key)?.map(|v| v.to_vec()))
-    }
-
-    fn delete_range(&self, start: &[u8], end: &[u8]) -> aeternus_workloads::Result<()> {
-        Ok(self.0.delete_range(start, end)?)
-    }
-
-    fn scan(
-        &self,
-        start: &[u8],
-        n: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> aeternus_workloads::Result<usize> {
-        let mut count = 0;
-        for item in self.0.range(start..)?.take(n) {
-            let (key, value) = item?;
-            visit(&key, &value);
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    fn settle(&self) -> aeternus_workloads::Result<()> {
-        self.0.flush()?;
-        loop {
-            let stats = self.0.stats()?;
-            if stats.frozen_memtables == 0 && !stats.compaction_pending {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn metrics(&self) -> aeternus_workloads::Result<EngineMetrics> {
-        let stats = self.0.stats()?;
-        Ok(EngineMetrics {
-            write_amplification: Some(stats.write_amplification),
-            space_amplification: Some(stats.space_amplification),
-        })
-    }
 }
 
 /// One indicatif bar reused by every phase; hidden when stderr is not a terminal.
@@ -170,7 +91,7 @@ pub fn bench(dir: Option<&Path>, args: BenchArgs) -> CliResult {
     let started = Instant::now();
     for name in &workloads {
         let workload_dir = root.path().join(name);
-        let result = run::<Aeternus>(name, &workload_dir, size, &progress);
+        let result = run::<BenchDb>(name, &workload_dir, size, &progress);
         // Each workload's database is removed as soon as it is done.
         let _ = std::fs::remove_dir_all(&workload_dir);
         results.extend(result.map_err(|e| CliError::new(format!("{name}: {e}")))?);

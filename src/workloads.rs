@@ -1,0 +1,95 @@
+//! AeternusDB as an [`aeternus_workloads::Engine`]: the subject of `aeternus bench` and of
+//! the side-by-side harness in `bench/`. Behind the `workloads` feature.
+//!
+//! Writes are buffered (`sync_writes: false`) unless a workload asks for a sync, the
+//! setting every peer is given too; everything else is [`Options::default`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use aeternus_workloads::{Engine, OpenOptions, Result};
+
+use crate::{Db, Options, WriteBatch, WriteOptions};
+
+/// A [`Db`] opened for benchmarking.
+#[derive(Debug)]
+pub struct BenchDb(Db);
+
+impl Engine for BenchDb {
+    fn name(&self) -> String {
+        format!("aeternusdb {}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn open(dir: &Path, options: &OpenOptions) -> Result<Self> {
+        let defaults = Options::default();
+        let options = Options {
+            sync_writes: false,
+            write_buffer_size: options.write_buffer_bytes.unwrap_or(defaults.write_buffer_size),
+            ..defaults
+        };
+        Ok(BenchDb(Db::open(dir, options)?))
+    }
+
+    fn close(self) -> Result<()> {
+        Ok(self.0.close()?)
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], sync: bool) -> Result<()> {
+        if sync { self.write_batch(&[(key, value)], true) } else { Ok(self.0.put(key, value)?) }
+    }
+
+    fn write_batch(&self, pairs: &[(&[u8], &[u8])], sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        for (key, value) in pairs {
+            batch.put(key, value)?;
+        }
+        Ok(self.0.write_with(&batch, WriteOptions { sync })?)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        Ok(self.0.delete_range(start, end)?)
+    }
+
+    fn scan(&self, start: &[u8], n: usize, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<usize> {
+        let mut count = 0;
+        for item in self.0.range(start..)?.take(n) {
+            let (key, value) = item?;
+            visit(&key, &value);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn settle(&self) -> Result<()> {
+        self.0.flush()?;
+        loop {
+            let stats = self.0.stats()?;
+            if stats.frozen_memtables == 0 && !stats.compaction_pending {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aeternus_workloads::{NoProgress, Size, run};
+
+    use super::*;
+
+    #[test]
+    fn the_workloads_verify_on_this_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["fillrandom", "overwrite", "deleterange", "ycsb-e", "reopen"] {
+            let results =
+                run::<BenchDb>(name, &dir.path().join(name), Size::with_keys(3_000), &NoProgress)
+                    .unwrap();
+            assert_ne!(results[0].verified, Some(false), "{name}");
+        }
+    }
+}
