@@ -11,13 +11,7 @@ use crate::engines::EngineKind;
 use crate::run::Result;
 use crate::sample::Sample;
 
-pub fn run(
-    engine: EngineKind,
-    workload: &str,
-    keys: u64,
-    repeat: u32,
-    dir: &Path,
-) -> Result<()> {
+pub fn run(engine: EngineKind, workload: &str, keys: u64, repeat: u32, dir: &Path) -> Result<()> {
     let results = engine.run(workload, dir, Size::with_keys(keys))?;
     let peak_rss = peak_rss_bytes();
     let mut out = std::io::stdout().lock();
