@@ -119,23 +119,21 @@ fn record(h: &mut Histogram<u64>, started: Instant) {
     h.saturating_record(started.elapsed().as_nanos() as u64);
 }
 
-/// Adds write amplification (storage bytes written since `io_before` per user byte
-/// put) and, if `space`, space amplification (bytes on disk per live user byte) to `r`.
-/// `puts` of N-key workloads overwrite or fill N keys, so live data is always N entries.
+/// Adds write amplification (storage bytes written since `io_before` per user byte put)
+/// and, if `space`, space amplification (bytes on disk per live user byte) to `r`, for a
+/// fill or overwrite of the N keys: N puts, N live entries.
 fn amplification(
     ctx: &Ctx,
     mut r: WorkloadResult,
     io_before: Option<u64>,
-    puts: u64,
     space: bool,
 ) -> Result<WorkloadResult> {
+    let user_bytes = (ctx.n() * ENTRY_BYTES) as f64;
     if let (Some(before), Some(after)) = (io_before, storage_write_bytes()) {
-        let user = (puts * ENTRY_BYTES) as f64;
-        r = r.with("write amp", after.saturating_sub(before) as f64 / user, "x");
+        r = r.with("write amp", after.saturating_sub(before) as f64 / user_bytes, "x");
     }
     if space {
-        let live = (ctx.n() * ENTRY_BYTES) as f64;
-        r = r.with("space amp", disk_bytes(ctx.dir)? as f64 / live, "x");
+        r = r.with("space amp", disk_bytes(ctx.dir)? as f64 / user_bytes, "x");
     }
     Ok(r)
 }
@@ -147,7 +145,7 @@ fn fill<E: Engine>(ctx: &Ctx, name: &str, random: bool) -> Result<WorkloadResult
     let elapsed = ctx.load(&db, name, &order)?;
     db.settle()?;
     let r = WorkloadResult::new(name, ctx.n(), elapsed);
-    let r = amplification(ctx, r, io_before, ctx.n(), random)?;
+    let r = amplification(ctx, r, io_before, random)?;
     db.close()?;
     Ok(r)
 }
@@ -214,7 +212,7 @@ fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
         ok &= db.get(&key(i))?.as_deref() == Some(&value(i, 1)[..]);
     }
     let r = WorkloadResult::new("overwrite", ctx.n(), elapsed);
-    let r = amplification(ctx, r, io_before, ctx.n(), true)?.verified(ok);
+    let r = amplification(ctx, r, io_before, true)?.verified(ok);
     db.close()?;
     Ok(r)
 }
