@@ -92,7 +92,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     std::fs::create_dir_all(&args.dir)?;
     let mut info = RunInfo {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        // As a reader would type it, not with this binary's path.
+        command: std::iter::once("cargo run --release -p aeternus-bench --".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         date: shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: machine(&args.dir),
         size: SizeInfo {

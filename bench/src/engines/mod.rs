@@ -70,7 +70,7 @@ impl EngineKind {
     pub fn settings(self) -> &'static str {
         match self {
             EngineKind::Rocksdb => {
-                "rust-rocksdb 0.25: defaults, LZ4, bloom filter 10 bits/key, 64 MiB write buffer, \
+                "rust-rocksdb 0.25 (RocksDB 11.8.1): defaults, LZ4, bloom filter 10 bits/key, 64 MiB write buffer, \
                  64 MiB LRU block cache; `fdatasync` on synced writes (WriteOptions::sync)"
             }
             EngineKind::Aeternusdb => {
@@ -79,12 +79,12 @@ impl EngineKind {
                  synced writes via `WriteOptions { sync: true }`"
             }
             EngineKind::Fjall => {
-                "fjall 3: defaults, 64 MiB memtable, 64 MiB block cache; synced writes as batches \
+                "fjall 3.1.13: defaults, 64 MiB memtable, 64 MiB block cache; synced writes as batches \
                  with `PersistMode::SyncData`; no range delete, so `delete_range` deletes each key \
                  of the range in one batch"
             }
             EngineKind::Redb => {
-                "redb 4: defaults, 128 MiB page cache (its only memory knob, the LSMs' two budgets \
+                "redb 4.1.0: defaults, 128 MiB page cache (its only memory knob, the LSMs' two budgets \
                  together); one transaction per write, `Durability::None` buffered, \
                  `Durability::Immediate` synced"
             }
