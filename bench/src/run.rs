@@ -226,7 +226,15 @@ fn machine(dir: &Path) -> Vec<(String, String)> {
         ("OS".into(), shell("uname", &["-sr"])),
         ("Storage".into(), format!("{} ({filesystem})", dir.display())),
         ("rustc".into(), shell("rustc", &["--version"])),
+        ("Commit".into(), commit()),
     ]
+}
+
+/// The commit the run measured, `-dirty` if the tree had changes.
+fn commit() -> String {
+    let head = shell("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = !shell("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    if dirty && head != "unknown" { format!("{head}-dirty") } else { head }
 }
 
 /// The trimmed stdout of a command, or `unknown`.
