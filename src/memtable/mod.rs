@@ -15,6 +15,7 @@
 //! so a half-inserted batch is never visible. Once frozen ([`FrozenMemtable`]) a
 //! memtable is never written again and is flushed while readers keep using it.
 
+mod arena;
 mod cursor;
 
 use std::borrow::Borrow;
@@ -25,6 +26,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
+
+use arena::ByteArena;
 
 pub use cursor::MemtableCursor;
 
@@ -144,6 +147,8 @@ pub(crate) struct PointValue {
 pub struct Memtable {
     points: SkipMap<InternalKey, PointValue>,
     range_tombstones: SkipMap<InternalKey, Bytes>,
+    /// Where the keys and values inserted by the write path live.
+    arena: ByteArena,
     approximate_size: AtomicUsize,
     max_lsn: AtomicU64,
     /// The first WAL segment holding this memtable's writes; once it is flushed,
@@ -157,6 +162,7 @@ impl Memtable {
         Memtable {
             points: SkipMap::new(),
             range_tombstones: SkipMap::new(),
+            arena: ByteArena::default(),
             approximate_size: AtomicUsize::new(0),
             max_lsn: AtomicU64::new(0),
             first_wal,
@@ -166,6 +172,12 @@ impl Memtable {
     /// What an entry of these sizes adds to [`Memtable::approximate_size`].
     pub fn footprint(key_len: usize, value_len: usize) -> usize {
         key_len + value_len + ENTRY_OVERHEAD
+    }
+
+    /// A copy of `bytes` in this memtable's arena, for keys and values to slice:
+    /// the write path copies each commit group's payload here.
+    pub fn copy_in(&self, bytes: &[u8]) -> Bytes {
+        self.arena.copy(bytes)
     }
 
     /// Inserts one point version.
