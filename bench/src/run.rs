@@ -54,21 +54,13 @@ pub struct RunInfo {
     pub command: String,
     pub date: String,
     pub machine: Vec<(String, String)>,
-    pub size: SizeInfo,
+    pub size: Size,
     pub repeats: u32,
     pub engines: Vec<String>,
     pub workloads: Vec<String>,
     /// Runs that failed or timed out: (engine, workload, repetition, message).
     pub failures: Vec<(String, String, u32, String)>,
     pub total_seconds: f64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SizeInfo {
-    pub keys: u64,
-    pub sync_ops: u64,
-    pub seeks: u64,
-    pub range_deletes: u64,
 }
 
 pub const RUN_FILE: &str = "run.json";
@@ -99,12 +91,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .join(" "),
         date: shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: machine(&args.dir),
-        size: SizeInfo {
-            keys: size.keys,
-            sync_ops: size.sync_ops,
-            seeks: size.seeks,
-            range_deletes: size.range_deletes,
-        },
+        size,
         repeats: args.repeat,
         engines: engines.iter().map(|e| e.id().to_string()).collect(),
         workloads: workloads.clone(),

@@ -1,7 +1,7 @@
 //! One measurement: what one child process reports for one result row of one workload.
 //! Samples travel from child to parent, and into `results.jsonl`, as JSON lines.
 
-use aeternus_workloads::WorkloadResult;
+use aeternus_workloads::{Figure, WorkloadResult};
 use serde::{Deserialize, Serialize};
 
 use crate::engines::EngineKind;
@@ -28,13 +28,6 @@ pub struct Sample {
     pub peak_rss: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Figure {
-    pub label: String,
-    pub value: f64,
-    pub unit: String,
-}
-
 impl Sample {
     pub fn new(
         engine: EngineKind,
@@ -51,11 +44,7 @@ impl Sample {
             ops: r.ops,
             seconds: r.elapsed.as_secs_f64(),
             latency_us: r.latency_us,
-            figures: r
-                .figures
-                .iter()
-                .map(|f| Figure { label: f.label.clone(), value: f.value, unit: f.unit.clone() })
-                .collect(),
+            figures: r.figures.clone(),
             verified: r.verified,
             peak_rss,
         }

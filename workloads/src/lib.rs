@@ -19,6 +19,7 @@ pub use workloads::{NAMES, run};
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Size {
     /// Keys loaded (N); also the operation count of most workloads.
     pub keys: u64,

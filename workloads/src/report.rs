@@ -58,6 +58,7 @@ impl WorkloadResult {
 
 /// A figure beside the throughput, e.g. `write amp 1.52x`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Figure {
     pub label: String,
     pub value: f64,
