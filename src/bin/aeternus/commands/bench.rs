@@ -1,6 +1,6 @@
 //! `bench`: the workloads of `aeternus-workloads` on this AeternusDB.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -8,8 +8,9 @@ use aeternus_workloads::{NAMES, Progress, Size, format_table, run};
 use aeternusdb::workloads::BenchDb;
 use clap::Args;
 use clap::builder::PossibleValuesParser;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
+use super::progress_bar;
 use crate::{CliError, CliResult};
 
 #[derive(Debug, Args)]
@@ -66,18 +67,7 @@ pub fn bench(dir: Option<&Path>, args: BenchArgs) -> CliResult {
         None => tempfile::Builder::new().prefix("aeternus-bench-").tempdir()?,
     };
 
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg:28} {bar:40} {pos}/{len} {per_sec} eta {eta}")
-        {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let progress = Bar(bar);
+    let progress = Bar(progress_bar(0, "{msg:28} {bar:40} {pos}/{len} {per_sec} eta {eta}"));
     let mut out = std::io::stdout();
     writeln!(
         out,

@@ -1,13 +1,14 @@
 //! Bulk transfer: `load` and `export`, JSON Lines or CSV.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use aeternusdb::{Db, WriteBatch};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
+use super::progress_bar;
 use crate::format::{Encoding, json_line, parse_json_line};
 use crate::{CliError, CliResult, open_db};
 
@@ -81,17 +82,7 @@ pub fn load(dir: Option<&Path>, args: LoadArgs) -> CliResult {
     let size = file.metadata()?.len();
     // Writes reach the OS per batch and are synced once at the end.
     let db = open_db(dir, true, false)?;
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(size);
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} {msg} records")
-        {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(size, "{bar:40} {bytes}/{total_bytes} {per_sec} {msg} records");
     let mut loader = Loader { db: &db, batch: WriteBatch::new(), pending: 0, loaded: 0 };
     let result = match args.format {
         FileFormat::Jsonl => load_jsonl(file, args.encoding, &mut loader, &progress),
