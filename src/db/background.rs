@@ -49,17 +49,13 @@ pub(super) struct BackgroundState {
     pub(super) busy: HashSet<u64>,
     /// Background compactions running now.
     pub(super) running_compactions: usize,
-    /// Manual compactions in progress; background picking pauses meanwhile.
+    /// Manual compactions in progress (on their callers' threads). Meanwhile
+    /// background picking only relieves write pressure, so the manual steps find
+    /// their inputs idle; `close()` waits until this is 0.
     pub(super) manual_compactions: usize,
 }
 
 impl Background {
-    /// Wakes the flush and compaction threads to look for work.
-    pub(crate) fn work_available(&self) {
-        let _state = self.state.lock();
-        self.work.notify_all();
-    }
-
     /// The error that stopped writes, if any. Every write asks, so the common answer
     /// comes from an atomic flag without taking the lock.
     pub(crate) fn error(&self) -> Option<String> {
@@ -86,6 +82,15 @@ impl Background {
         state.shutdown = true;
         self.work.notify_all();
         self.progress.notify_all();
+    }
+
+    /// After [`shut_down`](Self::shut_down): waits until every manual compaction has
+    /// returned (they see `shutdown` at their next safe point and stop).
+    pub(crate) fn wait_for_manual_compactions(&self) {
+        let mut state = self.state.lock();
+        while state.manual_compactions > 0 {
+            self.progress.wait(&mut state);
+        }
     }
 }
 
@@ -176,27 +181,20 @@ impl DbCore {
         // Counted before the new view wakes `flush()` callers, so they see it.
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         self.stats.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        {
-            let _install = self.install_lock.lock();
-            let view = self.view.load();
-            let frozen_left = view
+        // A new level-0 table may give compaction work and change write pressure.
+        self.install_view(|view| ReadView {
+            active: view.active.clone(),
+            frozen: view
                 .frozen
                 .iter()
                 .filter(|f| !Arc::ptr_eq(f.memtable(), frozen.memtable()))
                 .cloned()
-                .collect();
-            let version = match &handle {
+                .collect(),
+            version: match &handle {
                 Some(h) => Arc::new(view.version.apply(std::slice::from_ref(h), &HashSet::new())),
                 None => view.version.clone(),
-            };
-            self.view.store(Arc::new(ReadView {
-                active: view.active.clone(),
-                frozen: frozen_left,
-                version,
-            }));
-        }
-        // A new level-0 table may give compaction work and change write pressure.
-        self.update_write_pressure();
+            },
+        });
         Ok(())
     }
 

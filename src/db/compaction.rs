@@ -16,8 +16,10 @@
 //! A failed compaction stops writes (`Error::Background`) like a failed flush; its
 //! partial outputs are removed by the job, or by the next open.
 //!
-//! Manual compactions pause background picking, wait for running tasks, then run
-//! their steps on the caller's thread.
+//! Manual compactions run their steps on the caller's thread, each step reserving
+//! its inputs like a background task (waiting while a background task holds one).
+//! Meanwhile background tasks are picked only to relieve write pressure. `close()`
+//! waits for manual compactions before it releases the directory.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -44,8 +46,13 @@ impl DbCore {
                     if state.shutdown {
                         return;
                     }
+                    // While a manual compaction runs, only write pressure is relieved:
+                    // it must not wait behind background work it did not ask for, and
+                    // writers must not stall behind it.
+                    let may_pick = state.manual_compactions == 0
+                        || self.write_pressure() != WritePressure::None;
                     if state.error.is_none()
-                        && state.manual_compactions == 0
+                        && may_pick
                         && self.options.auto_compaction
                         && let Some(task) = self.strategy.pick(&self.levels_summary(), &state.busy)
                     {
@@ -57,19 +64,23 @@ impl DbCore {
                 }
             };
             let result = self.run_compaction(&task);
-            self.finish_task(&task, result);
+            self.finish_task(&task, &result);
         }
     }
 
-    /// Releases a task's inputs and reports its outcome to waiters.
-    fn finish_task(&self, task: &CompactionTask, result: Result<()>) {
+    /// Releases a task's inputs and reports its outcome to waiters. A task stopped by
+    /// `close()` (`Error::Closed`) failed nothing.
+    fn finish_task(&self, task: &CompactionTask, result: &Result<()>) {
         let mut state = self.background.state.lock();
         for (_, number) in &task.inputs {
             state.busy.remove(number);
         }
         state.running_compactions -= 1;
-        if let Err(e) = result {
-            self.background.set_error_locked(&mut state, &format!("compaction failed: {e}"));
+        match result {
+            Ok(()) | Err(Error::Closed) => {}
+            Err(e) => {
+                self.background.set_error_locked(&mut state, &format!("compaction failed: {e}"))
+            }
         }
         self.background.work.notify_all();
         self.background.progress.notify_all();
@@ -163,33 +174,50 @@ impl DbCore {
 
     /// Installs a version with `added` and without `removed`, keeping the memtables.
     pub(crate) fn install_tables(&self, added: &[Arc<TableHandle>], removed: &HashSet<u64>) {
-        {
-            let _install = self.install_lock.lock();
-            let view = self.view.load();
-            self.view.store(Arc::new(ReadView {
-                active: view.active.clone(),
-                frozen: view.frozen.clone(),
-                version: Arc::new(view.version.apply(added, removed)),
-            }));
-        }
-        self.update_write_pressure();
+        self.install_view(|view| ReadView {
+            active: view.active.clone(),
+            frozen: view.frozen.clone(),
+            version: Arc::new(view.version.apply(added, removed)),
+        });
     }
 
-    /// Recomputes how hard writers are held back, after the version changed.
-    ///
-    /// Without automatic compaction nothing would relieve the pressure, so writers are
-    /// never held back by it. Waiters are woken under the background lock, so a
-    /// writer checking the pressure before it waits never misses the change.
-    pub(crate) fn update_write_pressure(&self) {
-        let pressure = if self.options.auto_compaction {
-            self.strategy.write_pressure(&self.levels_summary())
-        } else {
-            WritePressure::None
-        };
+    /// Replaces the read view with `make(current)` and recomputes the cached write
+    /// pressure from the new version, both under `install_lock`: so the cached value
+    /// is always the one of the installed version, never a stale computation stored
+    /// over a newer one by a slower thread.
+    pub(crate) fn install_view(&self, make: impl FnOnce(&ReadView) -> ReadView) {
+        let install = self.install_lock.lock();
+        let view = make(&self.view.load());
+        let pressure = self.write_pressure_of(&view.version);
+        self.view.store(Arc::new(view));
         self.write_pressure.store(pressure as u8, Ordering::Release);
+        drop(install);
+        // Waiters are woken under the background lock, so a writer that checked the
+        // pressure before it waits never misses the change.
         let _state = self.background.state.lock();
         self.background.work.notify_all();
         self.background.progress.notify_all();
+    }
+
+    /// Recomputes the cached write pressure from the current version.
+    pub(crate) fn refresh_write_pressure(&self) {
+        self.install_view(|view| ReadView {
+            active: view.active.clone(),
+            frozen: view.frozen.clone(),
+            version: view.version.clone(),
+        });
+    }
+
+    /// How hard writers are held back with `version` in place.
+    ///
+    /// Without automatic compaction nothing would relieve the pressure, so writers are
+    /// never held back by it.
+    pub(crate) fn write_pressure_of(&self, version: &Version) -> WritePressure {
+        if self.options.auto_compaction {
+            self.strategy.write_pressure(&summarize(version))
+        } else {
+            WritePressure::None
+        }
     }
 
     /// The current write pressure.
@@ -201,26 +229,26 @@ impl DbCore {
         }
     }
 
-    /// Flushes, then compacts the keys in `range` (everything when `None`) level by
-    /// level, on the caller's thread, with background compaction paused.
+    /// Compacts the keys in `range` (everything when `None`) level by level, on the
+    /// caller's thread. Each step marks its inputs busy like a background task, so
+    /// background compaction may go on relieving write pressure meanwhile; `close()`
+    /// stops the job at its next step or output boundary and waits for it.
     pub(crate) fn compact_manually(&self, range: Option<(&[u8], &[u8])>) -> Result<()> {
-        // One manual compaction at a time: two would pick the same inputs.
+        // One manual compaction at a time: two would wait for each other's inputs.
         let _manual = self.manual_compaction.lock();
         {
             let mut state = self.background.state.lock();
-            state.manual_compactions += 1;
-            while state.running_compactions > 0 && state.error.is_none() && !state.shutdown {
-                self.background.progress.wait(&mut state);
+            if state.shutdown {
+                return Err(Error::Closed);
             }
+            state.manual_compactions += 1;
         }
         let result = (|| {
             for level in 0..self.strategy.num_levels() as u32 {
-                self.check_writable()?;
-                if let Some(task) = self.strategy.pick_manual(&self.levels_summary(), range, level)
-                {
-                    self.run_compaction(&task).inspect_err(|e| {
-                        self.set_background_error(&format!("compaction failed: {e}"));
-                    })?;
+                if let Some(task) = self.reserve_manual_step(range, level)? {
+                    let result = self.run_compaction(&task);
+                    self.finish_task(&task, &result);
+                    result?;
                 }
             }
             Ok(())
@@ -234,8 +262,36 @@ impl DbCore {
         let mut state = self.background.state.lock();
         state.manual_compactions -= 1;
         self.background.work.notify_all();
+        self.background.progress.notify_all();
         drop(state);
         result
+    }
+
+    /// Picks the manual step at `level` and marks its inputs busy, waiting while a
+    /// background task holds any of them. `None` when the level has nothing to do.
+    fn reserve_manual_step(
+        &self,
+        range: Option<(&[u8], &[u8])>,
+        level: u32,
+    ) -> Result<Option<CompactionTask>> {
+        let mut state = self.background.state.lock();
+        loop {
+            if state.shutdown {
+                return Err(Error::Closed);
+            }
+            if let Some(why) = &state.error {
+                return Err(Error::Background(why.clone()));
+            }
+            let Some(task) = self.strategy.pick_manual(&self.levels_summary(), range, level) else {
+                return Ok(None);
+            };
+            if task.inputs.iter().all(|(_, number)| !state.busy.contains(number)) {
+                state.busy.extend(task.inputs.iter().map(|&(_, number)| number));
+                state.running_compactions += 1;
+                return Ok(Some(task));
+            }
+            self.background.progress.wait(&mut state);
+        }
     }
 }
 

@@ -123,8 +123,9 @@ impl DbHandle {
         if self.core.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        // Stop background work first: a writer stalled on it (holding the writer lock)
-        // then gives up with `Closed` instead of waiting for compaction to catch up.
+        // Stop background work first: a stalled writer then gives up with `Closed`
+        // instead of waiting for compaction to catch up, and running compactions stop
+        // at their next output boundary.
         self.core.background.shut_down();
         // Waits for a group being committed; later writers see `closed`.
         let synced = self.core.writer.lock().wal.sync();
@@ -132,6 +133,10 @@ impl DbHandle {
         for thread in threads.drain(..) {
             panicked |= thread.join().is_err();
         }
+        // Manual compactions run on their callers' threads: the directory is released
+        // only after the last of them stopped touching it, or a second instance could
+        // open it while a stale job deletes the tables the new manifest names.
+        self.core.background.wait_for_manual_compactions();
         self.core.lock.lock().take();
         synced?;
         if panicked {
@@ -194,7 +199,7 @@ impl Db {
             )?;
             handle.threads.lock().push(thread);
         }
-        core.update_write_pressure();
+        core.refresh_write_pressure();
         let db = Db { handle: Arc::new(handle) };
         if recovered.replayed_segments > recovery::MAX_REPLAYED_SEGMENTS {
             db.flush()?;
@@ -285,8 +290,12 @@ impl Db {
 
     /// Makes every write so far durable (useful after writes with `sync: false`).
     pub fn sync_wal(&self) -> Result<()> {
-        self.core().check_writable()?;
-        self.core().writer.lock().wal.sync()
+        let core = self.core();
+        core.check_writable()?;
+        let mut writer = core.writer.lock();
+        // `close()` may have synced and released the directory while this waited.
+        core.check_open()?;
+        writer.wal.sync()
     }
 
     /// Syncs the WAL, stops background work and releases the directory. Every handle

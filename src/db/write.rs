@@ -135,9 +135,15 @@ impl DbCore {
         if let Err(e) = result {
             let failure = match e {
                 Error::Closed => GroupFailure::Closed,
-                Error::Background(why) => GroupFailure::Failed(why),
-                other => {
-                    let why = other.to_string();
+                // Every other failure stops writes, whether or not the group reached the
+                // WAL: a group that did holds seqnos the memtable never got, and a later
+                // group reusing them would break the seqno continuity the next open
+                // checks. (Recording an error that is already recorded keeps the first.)
+                failed => {
+                    let why = match failed {
+                        Error::Background(why) => why,
+                        other => other.to_string(),
+                    };
                     self.set_background_error(&why);
                     GroupFailure::Failed(why)
                 }
@@ -178,6 +184,10 @@ impl DbCore {
     /// many frozen memtables wait for flush.
     /// Also holds writers back while compaction is behind (the strategy's write
     /// pressure): a short sleep per group at `Slowdown`, a wait at `Stop`.
+    ///
+    /// A stall waits with the writer lock released (the caller stays the commit
+    /// leader, so no other group commits meanwhile): `flush()`, `sync_wal()` and
+    /// `close()` go on while writes are stopped.
     fn make_room_for_write(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
         let mut slowed = false;
         loop {
@@ -185,11 +195,19 @@ impl DbCore {
             let full = view.active.approximate_size() >= self.options.write_buffer_size;
             let frozen = view.frozen.len();
             let max_frozen = self.options.max_frozen_memtables;
-            let pressure = self.write_pressure();
+            // A `Stop` is confirmed from the current version, and so is every wake-up
+            // of the stall: no cached value can keep a writer waiting.
+            let pressure = match self.write_pressure() {
+                WritePressure::Stop => self.write_pressure_of(&view.version),
+                pressure => pressure,
+            };
             if pressure == WritePressure::Stop {
-                self.stall(|| self.write_pressure() == WritePressure::Stop)?;
+                let stopped =
+                    || self.write_pressure_of(&self.view.load().version) == WritePressure::Stop;
+                MutexGuard::unlocked(writer, || self.stall(stopped))?;
             } else if full && frozen >= max_frozen {
-                self.stall(|| self.view.load().frozen.len() >= max_frozen)?;
+                let too_many = || self.view.load().frozen.len() >= max_frozen;
+                MutexGuard::unlocked(writer, || self.stall(too_many))?;
             } else if !slowed
                 && (pressure == WritePressure::Slowdown || (full && frozen + 1 >= max_frozen))
             {
@@ -240,19 +258,14 @@ impl DbCore {
         let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id)?;
         self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })?;
         writer.wal = wal;
-        let _install = self.install_lock.lock();
-        let view = self.view.load();
-        let fresh = Memtable::new(number);
-        fresh.inject_max_lsn(view.active.max_lsn());
-        let mut frozen = Vec::with_capacity(view.frozen.len() + 1);
-        frozen.push(FrozenMemtable::new(view.active.clone()));
-        frozen.extend(view.frozen.iter().cloned());
-        self.view.store(Arc::new(ReadView {
-            active: Arc::new(fresh),
-            frozen,
-            version: view.version.clone(),
-        }));
-        self.background.work_available();
+        self.install_view(|view| {
+            let fresh = Memtable::new(number);
+            fresh.inject_max_lsn(view.active.max_lsn());
+            let mut frozen = Vec::with_capacity(view.frozen.len() + 1);
+            frozen.push(FrozenMemtable::new(view.active.clone()));
+            frozen.extend(view.frozen.iter().cloned());
+            ReadView { active: Arc::new(fresh), frozen, version: view.version.clone() }
+        });
         Ok(())
     }
 }
@@ -272,4 +285,50 @@ pub(crate) fn apply_group_payload(memtable: &Memtable, payload: &Bytes) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::options::Options;
+    use crate::{Db, WriteBatch};
+
+    fn open(dir: &std::path::Path) -> Db {
+        let options = Options { sync_writes: false, ..Options::default() };
+        Db::open(dir, options).expect("open")
+    }
+
+    /// Regression: a group that failed inside the commit (here: seqnos exhausted)
+    /// returned its error without stopping writes, so a later group could take the
+    /// seqnos of one that had reached the WAL.
+    #[test]
+    fn a_group_that_fails_in_commit_stops_later_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        db.core().view.load().active.inject_max_lsn(MAX_SEQNO - 1);
+        let mut two = WriteBatch::new();
+        two.put("a", "1").expect("put").put("b", "2").expect("put");
+        assert!(matches!(db.write(&two), Err(Error::Background(_))));
+        // One seqno is left, but writes stay stopped until reopen.
+        assert!(matches!(db.put("c", "3"), Err(Error::Background(_))));
+    }
+
+    /// Regression: the cached write pressure could be left at `Stop` by a stale
+    /// computation; a writer then waited (holding the writer lock) until `close()`.
+    #[test]
+    fn a_stale_stop_does_not_stall_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        db.core().write_pressure.store(WritePressure::Stop as u8, Ordering::Release);
+        let (done, finished) = mpsc::channel();
+        let writer = db.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(writer.put("k", "v"));
+        });
+        let result = finished.recv_timeout(Duration::from_secs(20));
+        assert!(matches!(result, Ok(Ok(()))), "the write stalled on a stale Stop: {result:?}");
+    }
 }

@@ -197,3 +197,93 @@ impl Model {
             .collect()
     }
 }
+
+/// A filesystem over the real one whose next creation of a table temp file
+/// (`*.sst.tmp`), once [`GateFs::arm`]ed, blocks until [`GateFs::release`]: a flush or
+/// compaction held at a known point, for tests of what may happen meanwhile.
+#[derive(Debug, Default)]
+pub struct GateFs {
+    state: std::sync::Mutex<Gate>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    armed: bool,
+    blocked: bool,
+    released: bool,
+}
+
+impl GateFs {
+    pub fn new() -> std::sync::Arc<GateFs> {
+        std::sync::Arc::new(GateFs::default())
+    }
+
+    /// The next `*.sst.tmp` creation blocks.
+    pub fn arm(&self) {
+        let mut gate = self.state.lock().unwrap();
+        *gate = Gate { armed: true, ..Gate::default() };
+    }
+
+    /// Waits until a creation is blocked at the gate.
+    pub fn wait_until_blocked(&self) {
+        let mut gate = self.state.lock().unwrap();
+        while !gate.blocked {
+            gate = self.changed.wait(gate).unwrap();
+        }
+    }
+
+    /// Lets the blocked creation (and every later one) through.
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+}
+
+impl aeternusdb::fs::FileSystem for GateFs {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        aeternusdb::fs::OsFs.create_dir_all(dir)
+    }
+
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn aeternusdb::fs::WritableFile>> {
+        if path.to_string_lossy().ends_with(".sst.tmp") {
+            let mut gate = self.state.lock().unwrap();
+            if gate.armed && !gate.released {
+                gate.armed = false;
+                gate.blocked = true;
+                self.changed.notify_all();
+                while !gate.released {
+                    gate = self.changed.wait(gate).unwrap();
+                }
+            }
+        }
+        aeternusdb::fs::OsFs.create(path)
+    }
+
+    fn open(
+        &self,
+        path: &Path,
+    ) -> std::io::Result<std::sync::Arc<dyn aeternusdb::fs::RandomAccessFile>> {
+        aeternusdb::fs::OsFs.open(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        aeternusdb::fs::OsFs.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        aeternusdb::fs::OsFs.remove_file(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        aeternusdb::fs::OsFs.list_dir(dir)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        aeternusdb::fs::OsFs.sync_dir(dir)
+    }
+
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn aeternusdb::fs::FileLock>>> {
+        aeternusdb::fs::OsFs.try_lock(path)
+    }
+}
