@@ -42,12 +42,27 @@ pub enum Error {
     #[error("database is closed")]
     Closed,
 
-    /// A background flush failed; writes are refused until the database is reopened.
+    /// A hard error: a write or fsync of the WAL or the manifest failed, or a flush or
+    /// compaction failed for a reason other than space (a corrupted table, an I/O
+    /// error). Writes are refused until the database is reopened; reads go on.
     ///
     /// After a failed write or fsync the state of the OS page cache cannot be trusted,
     /// so the engine stops rather than retries (see docs/architecture.md).
     #[error("background work failed, writes are stopped until reopen: {0}")]
     Background(String),
+
+    /// The disk holding the database is full (`ENOSPC`) or over quota (`EDQUOT`).
+    ///
+    /// A soft error: nothing acknowledged is lost, reads go on, and writes resume by
+    /// themselves once space is available again (a failed flush is retried with
+    /// backoff); no reopen is needed. The write that got this error was not applied.
+    #[error("no space left for the database in {}: {message}", dir.display())]
+    NoSpace {
+        /// The database directory.
+        dir: PathBuf,
+        /// What could not be written.
+        message: String,
+    },
 }
 
 /// Damage found by a decoder that does not know which file it is reading.
@@ -82,5 +97,20 @@ impl Error {
     /// True for [`Error::Corruption`].
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })
+    }
+
+    /// True for an I/O error saying the disk is full or over quota, and for
+    /// [`Error::NoSpace`].
+    pub(crate) fn is_no_space(&self) -> bool {
+        match self {
+            Error::Io(e) => {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            }
+            Error::NoSpace { .. } => true,
+            _ => false,
+        }
     }
 }

@@ -23,6 +23,9 @@
 //! 2. After any I/O error a [`LogWriter`] refuses further work: the file may end in a
 //!    partial record, and records appended after it would be unreadable. After a
 //!    failed `sync` the page cache cannot be trusted either (see `docs/architecture.md`).
+//!    The one exception is an append refused for lack of space whose partial record
+//!    was cut off again ([`WritableFile::truncate`]): the file then ends where the last
+//!    whole record does, exactly as before the append.
 //! 3. Reading arbitrary bytes never panics, and every record returned passed both
 //!    checksums.
 //!
@@ -77,7 +80,10 @@ impl LogWriter {
     /// Appends one record holding `payload`, with a single `append` call.
     ///
     /// Payloads above [`MAX_RECORD_SIZE`] are refused with `InvalidInput` and nothing
-    /// is written. Any I/O error makes this writer unusable (invariant 2).
+    /// is written. An I/O error makes this writer unusable (invariant 2), except a
+    /// full disk (`StorageFull`, `QuotaExceeded`) when the file could be cut back to
+    /// where the record began: then nothing of the record remains and the writer may
+    /// go on once there is space.
     pub fn add_record(&mut self, payload: &[u8]) -> io::Result<()> {
         self.check_usable()?;
         if payload.len() > MAX_RECORD_SIZE {
@@ -89,11 +95,17 @@ impl LogWriter {
         self.buf.clear();
         encode_header(&mut self.buf, payload);
         self.buf.extend_from_slice(payload);
+        let start = self.file.len();
         let result = self.file.append(&self.buf);
         if self.buf.capacity() > KEEP_BUFFER_CAPACITY {
             self.buf = Vec::new();
         }
-        self.failed = result.is_err();
+        if let Err(e) = &result {
+            let taken_back =
+                matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+                    && self.file.truncate(start).is_ok();
+            self.failed = !taken_back;
+        }
         result
     }
 
@@ -113,6 +125,11 @@ impl LogWriter {
     /// True if the file is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// False once an error made this writer refuse further work.
+    pub fn is_usable(&self) -> bool {
+        !self.failed
     }
 
     fn check_usable(&self) -> io::Result<()> {

@@ -10,12 +10,18 @@
 //!
 //! A crash between any two steps leaves either an unnamed file (removed on open) or
 //! a WAL that is replayed again, minus the seqnos the manifest says were flushed.
-//! An error stops the thread and all writes (`Error::Background`).
+//!
+//! # Errors
+//! Running out of space in step 1 removes the unnamed files and is retried with
+//! backoff; meanwhile writes fail with `Error::NoSpace`, and they resume by themselves
+//! once a flush succeeds. Any other error (including one in steps 2–4, which touch
+//! the manifest) stops all writes until reopen (`Error::Background`).
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -32,7 +38,7 @@ use super::DbCore;
 #[derive(Default)]
 pub(crate) struct Background {
     pub(super) state: Mutex<BackgroundState>,
-    /// Set once `state.error` is set; never cleared.
+    /// Set while `state.error` is set.
     pub(super) failed: AtomicBool,
     /// Signalled when there may be work (a memtable frozen, a version changed), or on
     /// shutdown.
@@ -44,7 +50,7 @@ pub(crate) struct Background {
 #[derive(Default)]
 pub(super) struct BackgroundState {
     pub(super) shutdown: bool,
-    pub(super) error: Option<String>,
+    pub(super) error: Option<Stopped>,
     /// Tables being compacted: no second task may take them.
     pub(super) busy: HashSet<u64>,
     /// Background compactions running now.
@@ -53,28 +59,77 @@ pub(super) struct BackgroundState {
     /// background picking only relieves write pressure, so the manual steps find
     /// their inputs idle; `close()` waits until this is 0.
     pub(super) manual_compactions: usize,
+    /// After a compaction ran out of space, none is picked before this instant.
+    pub(super) compaction_backoff_until: Option<Instant>,
 }
+
+/// Why writes are refused: the error classes of `docs/architecture.md`.
+#[derive(Debug, Clone)]
+pub(crate) enum Stopped {
+    /// Until reopen: a failed WAL or manifest write or fsync, a flush or compaction
+    /// that failed for a reason other than space.
+    Hard(String),
+    /// Until a flush succeeds again: a flush found the disk full. The flush thread
+    /// retries with backoff, so writes resume by themselves once there is space.
+    NoSpace { dir: PathBuf, message: String },
+}
+
+impl Stopped {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Stopped::Hard(why) => Error::Background(why.clone()),
+            Stopped::NoSpace { dir, message } => {
+                Error::NoSpace { dir: dir.clone(), message: message.clone() }
+            }
+        }
+    }
+}
+
+/// The first wait before a flush that ran out of space is retried; it doubles on
+/// every failure up to [`MAX_RETRY_WAIT`].
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(20);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
+/// How long compaction waits after running out of space before it picks again.
+pub(super) const COMPACTION_NO_SPACE_WAIT: Duration = Duration::from_secs(1);
 
 impl Background {
     /// The error that stopped writes, if any. Every write asks, so the common answer
     /// comes from an atomic flag without taking the lock.
-    pub(crate) fn error(&self) -> Option<String> {
+    pub(crate) fn error(&self) -> Option<Stopped> {
         if !self.failed.load(Ordering::Acquire) {
             return None;
         }
         self.state.lock().error.clone()
     }
 
+    /// Stops writes until reopen.
     pub(crate) fn set_error(&self, why: &str) {
         let mut state = self.state.lock();
         self.set_error_locked(&mut state, why);
         self.progress.notify_all();
     }
 
-    /// Records the first error that stops writes; the caller holds the state lock.
+    /// Records a hard error (it replaces a no-space one, and an earlier hard error is
+    /// kept); the caller holds the state lock.
     pub(super) fn set_error_locked(&self, state: &mut BackgroundState, why: &str) {
-        state.error.get_or_insert_with(|| why.to_string());
+        if !matches!(state.error, Some(Stopped::Hard(_))) {
+            state.error = Some(Stopped::Hard(why.to_string()));
+        }
         self.failed.store(true, Ordering::Release);
+    }
+
+    /// Records that a flush found the disk full, unless writes are already stopped.
+    fn set_no_space_locked(&self, state: &mut BackgroundState, dir: &Path, message: String) {
+        state.error.get_or_insert(Stopped::NoSpace { dir: dir.to_path_buf(), message });
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Lifts a no-space stop after a flush succeeded (a hard error stays).
+    fn clear_no_space_locked(&self, state: &mut BackgroundState) {
+        if matches!(state.error, Some(Stopped::NoSpace { .. })) {
+            state.error = None;
+            self.failed.store(false, Ordering::Release);
+        }
     }
 
     pub(crate) fn shut_down(&self) {
@@ -96,22 +151,55 @@ impl Background {
 
 impl DbCore {
     /// The flush thread's body.
+    ///
+    /// A flush that finds the disk full is retried after a wait that doubles up to
+    /// [`MAX_RETRY_WAIT`]; meanwhile writes fail with `Error::NoSpace`, and the first
+    /// flush that succeeds lets them go on. Any other failure stops writes until
+    /// reopen.
     pub(crate) fn run_flusher(self: Arc<Self>) {
+        let mut retry_wait = FIRST_RETRY_WAIT;
         loop {
             {
                 let mut state = self.background.state.lock();
-                while !state.shutdown && (state.error.is_some() || self.oldest_frozen().is_none()) {
+                loop {
+                    if state.shutdown {
+                        return;
+                    }
+                    match &state.error {
+                        Some(Stopped::Hard(_)) => {}
+                        Some(Stopped::NoSpace { .. }) => {
+                            // A shutdown or new work wakes the wait early.
+                            let _ = self.background.work.wait_for(&mut state, retry_wait);
+                            if !state.shutdown {
+                                break;
+                            }
+                            continue;
+                        }
+                        None if self.oldest_frozen().is_some() => break,
+                        None => {}
+                    }
                     self.background.work.wait(&mut state);
                 }
-                if state.shutdown {
-                    return;
-                }
             }
-            let Some(frozen) = self.oldest_frozen() else { continue };
+            let Some(frozen) = self.oldest_frozen() else {
+                // Nothing left to flush: a memtable is no longer waiting for space.
+                self.background.clear_no_space_locked(&mut self.background.state.lock());
+                continue;
+            };
             let result = self.flush_memtable(&frozen);
             let mut state = self.background.state.lock();
-            if let Err(e) = result {
-                self.background.set_error_locked(&mut state, &format!("flush failed: {e}"));
+            match result {
+                Ok(()) => {
+                    retry_wait = FIRST_RETRY_WAIT;
+                    self.background.clear_no_space_locked(&mut state);
+                }
+                Err(Error::NoSpace { message, .. }) => {
+                    retry_wait = (retry_wait * 2).min(MAX_RETRY_WAIT);
+                    self.background.set_no_space_locked(&mut state, &self.dir, message);
+                }
+                Err(e) => {
+                    self.background.set_error_locked(&mut state, &format!("flush failed: {e}"))
+                }
             }
             self.background.progress.notify_all();
         }
@@ -133,8 +221,8 @@ impl DbCore {
             if !pending() {
                 return Ok(());
             }
-            if let Some(why) = &state.error {
-                return Err(Error::Background(why.clone()));
+            if let Some(stopped) = &state.error {
+                return Err(stopped.to_error());
             }
             if state.shutdown {
                 return Err(Error::Closed);
@@ -153,7 +241,14 @@ impl DbCore {
 
     fn flush_memtable(&self, frozen: &FrozenMemtable) -> Result<()> {
         let started = Instant::now();
-        let handle = if frozen.is_empty() { None } else { Some(self.write_table(frozen)?) };
+        // Until the edit below names it, the table is the flush's alone: running out of
+        // space while writing it loses nothing (the memtable stays), so it is retried.
+        let handle = match frozen.is_empty() {
+            true => None,
+            false => {
+                Some(self.write_table(frozen).map_err(|e| self.no_space_or(e, "writing a flush"))?)
+            }
+        };
 
         // The memtable after this one holds every write not yet in a table.
         let next_first_wal = {
@@ -198,12 +293,27 @@ impl DbCore {
         Ok(())
     }
 
-    /// Writes every version in `frozen` to a new level-0 table and opens it.
+    /// Writes every version in `frozen` to a new level-0 table and opens it. On
+    /// failure the files it made are removed, so a full disk gets its space back.
     fn write_table(&self, frozen: &FrozenMemtable) -> Result<Arc<TableHandle>> {
         let number = self.new_file_number();
         let path = self.dir.join(table_file_name(number));
         let temp = self.dir.join(format!("{}.tmp", table_file_name(number)));
-        let file = self.fs.create(&temp)?;
+        self.build_table(frozen, number, &path, &temp).inspect_err(|_| {
+            // Unnamed files: if these removals fail too, the next open removes them.
+            let _ = self.fs.remove_file(&temp);
+            let _ = self.fs.remove_file(&path);
+        })
+    }
+
+    fn build_table(
+        &self,
+        frozen: &FrozenMemtable,
+        number: u64,
+        path: &Path,
+        temp: &Path,
+    ) -> Result<Arc<TableHandle>> {
+        let file = self.fs.create(temp)?;
         let mut builder = TableBuilder::new(file, TableOptions::from(&self.options));
         for entry in frozen.entries() {
             builder.add(&entry)?;
@@ -212,9 +322,9 @@ impl DbCore {
             builder.add_range_tombstone(&tombstone)?;
         }
         let properties = builder.finish()?;
-        self.fs.rename(&temp, &path)?;
+        self.fs.rename(temp, path)?;
         self.fs.sync_dir(&self.dir)?;
-        let table = Arc::new(Table::open(&*self.fs, &path, number, self.cache.clone())?);
+        let table = Arc::new(Table::open(&*self.fs, path, number, self.cache.clone())?);
         self.stats.flush_bytes.fetch_add(table.file_size(), Ordering::Relaxed);
         let meta = TableMeta {
             number,

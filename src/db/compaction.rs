@@ -14,7 +14,9 @@
 //!    the next open removes.
 //!
 //! A failed compaction stops writes (`Error::Background`) like a failed flush; its
-//! partial outputs are removed by the job, or by the next open.
+//! partial outputs are removed by the job, or by the next open. A compaction that
+//! runs out of space while writing its outputs stops nothing: compaction pauses for
+//! a while and writes go on as long as flushes find space.
 //!
 //! Manual compactions run their steps on the caller's thread, each step reserving
 //! its inputs like a background task (waiting while a background task holds one).
@@ -35,6 +37,7 @@ use crate::sstable::TableOptions;
 use crate::version::{ReadView, TableHandle, Version};
 
 use super::DbCore;
+use super::background::COMPACTION_NO_SPACE_WAIT;
 
 impl DbCore {
     /// A compaction thread's body.
@@ -51,6 +54,15 @@ impl DbCore {
                     // writers must not stall behind it.
                     let may_pick = state.manual_compactions == 0
                         || self.write_pressure() != WritePressure::None;
+                    if let Some(until) = state.compaction_backoff_until {
+                        match until.checked_duration_since(Instant::now()) {
+                            Some(left) => {
+                                let _ = self.background.work.wait_for(&mut state, left);
+                                continue;
+                            }
+                            None => state.compaction_backoff_until = None,
+                        }
+                    }
                     if state.error.is_none()
                         && may_pick
                         && self.options.auto_compaction
@@ -78,6 +90,11 @@ impl DbCore {
         state.running_compactions -= 1;
         match result {
             Ok(()) | Err(Error::Closed) => {}
+            // Its outputs are gone again; compaction pauses, writes go on while flushes
+            // still find space.
+            Err(Error::NoSpace { .. }) => {
+                state.compaction_backoff_until = Some(Instant::now() + COMPACTION_NO_SPACE_WAIT)
+            }
             Err(e) => {
                 self.background.set_error_locked(&mut state, &format!("compaction failed: {e}"))
             }
@@ -132,7 +149,9 @@ impl DbCore {
             new_file_number: &allocate,
             cache: self.cache.clone(),
         }
-        .run()?;
+        .run()
+        // The job removed its outputs; nothing names them yet.
+        .map_err(|e| self.no_space_or(e, "writing a compaction"))?;
         let job_stats = result.stats;
         let added: Vec<Arc<TableHandle>> = result
             .outputs
@@ -279,8 +298,8 @@ impl DbCore {
             if state.shutdown {
                 return Err(Error::Closed);
             }
-            if let Some(why) = &state.error {
-                return Err(Error::Background(why.clone()));
+            if let Some(stopped) = &state.error {
+                return Err(stopped.to_error());
             }
             let Some(task) = self.strategy.pick_manual(&self.levels_summary(), range, level) else {
                 return Ok(None);

@@ -99,8 +99,18 @@ impl DbCore {
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
         match self.background.error() {
-            Some(why) => Err(Error::Background(why)),
+            Some(stopped) => Err(stopped.to_error()),
             None => Ok(()),
+        }
+    }
+
+    /// `e` as [`Error::NoSpace`] if it says the disk is full, else `e` unchanged.
+    /// Only for failures that left nothing behind, so trying again later is safe.
+    fn no_space_or(&self, e: Error, doing: &str) -> Error {
+        if e.is_no_space() {
+            Error::NoSpace { dir: self.dir.clone(), message: format!("{doing}: {e}") }
+        } else {
+            e
         }
     }
 

@@ -16,8 +16,11 @@
 //! - A group's seqnos become visible to readers only after all of its entries are in
 //!   the memtable (`visible_seqno` is stored last), so a batch is never half visible.
 //! - A failed WAL write or sync stops all later writes (`Error::Background`): after
-//!   a failed fsync the OS page cache can no longer be trusted.
+//!   a failed fsync the OS page cache can no longer be trusted. The exception is an
+//!   append refused for lack of space, which the WAL takes back: that group fails
+//!   alone with `Error::NoSpace` and later groups reuse its seqnos.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,7 +35,7 @@ use crate::key::MAX_SEQNO;
 use crate::manifest::VersionEdit;
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::version::ReadView;
-use crate::wal::WalWriter;
+use crate::wal::{WalWriter, segment_file_name};
 
 use super::DbCore;
 
@@ -52,20 +55,24 @@ pub(crate) struct CommitQueue {
 enum GroupFailure {
     /// The database was closed while the group waited.
     Closed,
-    /// A write or sync failed; writes are stopped.
+    /// A write or sync failed; writes are stopped until reopen.
     Failed(String),
+    /// The disk is full; nothing of the group was kept, later groups may succeed.
+    NoSpace(String),
 }
 
 struct QueueState {
     pending: GroupBuilder,
     pending_sync: bool,
+    /// Writers whose batches are in `pending`.
+    pending_members: usize,
     /// The id of the group now being filled.
     pending_id: u64,
     leader_active: bool,
     /// Every group with an id up to this one is finished.
     finished_through: u64,
-    /// The first group that failed, and why; it and every later group failed.
-    failed_from: Option<(u64, GroupFailure)>,
+    /// Failed groups that still have members to tell: why, and how many.
+    failures: HashMap<u64, (GroupFailure, usize)>,
 }
 
 impl Default for QueueState {
@@ -73,11 +80,31 @@ impl Default for QueueState {
         QueueState {
             pending: GroupBuilder::new(),
             pending_sync: false,
+            pending_members: 0,
             pending_id: 1,
             leader_active: false,
             finished_through: 0,
-            failed_from: None,
+            failures: HashMap::new(),
         }
+    }
+}
+
+impl QueueState {
+    /// The outcome of finished group `id` for one of its members.
+    fn take_outcome(&mut self, id: u64, dir: &std::path::Path) -> Result<()> {
+        let Some((failure, members_left)) = self.failures.get_mut(&id) else { return Ok(()) };
+        let error = match failure {
+            GroupFailure::Closed => Error::Closed,
+            GroupFailure::Failed(why) => Error::Background(why.clone()),
+            GroupFailure::NoSpace(message) => {
+                Error::NoSpace { dir: dir.to_path_buf(), message: message.clone() }
+            }
+        };
+        *members_left -= 1;
+        if *members_left == 0 {
+            self.failures.remove(&id);
+        }
+        Err(error)
     }
 }
 
@@ -105,16 +132,11 @@ impl DbCore {
             return Err(Error::invalid("too many operations in concurrent batches"));
         }
         queue.pending_sync |= sync;
+        queue.pending_members += 1;
         let my_group = queue.pending_id;
         loop {
             if queue.finished_through >= my_group {
-                return match &queue.failed_from {
-                    Some((first, failure)) if *first <= my_group => Err(match failure {
-                        GroupFailure::Closed => Error::Closed,
-                        GroupFailure::Failed(why) => Error::Background(why.clone()),
-                    }),
-                    _ => Ok(()),
-                };
+                return queue.take_outcome(my_group, &self.dir);
             }
             if !queue.leader_active {
                 self.lead_group(&mut queue);
@@ -129,12 +151,16 @@ impl DbCore {
         queue.leader_active = true;
         let group = std::mem::replace(&mut queue.pending, GroupBuilder::new());
         let sync = std::mem::take(&mut queue.pending_sync);
+        let members = std::mem::take(&mut queue.pending_members);
         let id = queue.pending_id;
         queue.pending_id += 1;
         let result = MutexGuard::unlocked(queue, || self.commit_group(group, sync));
         if let Err(e) = result {
             let failure = match e {
                 Error::Closed => GroupFailure::Closed,
+                // Nothing of the group reached the WAL or the memtable (see
+                // `commit_group`): it failed alone.
+                Error::NoSpace { message, .. } => GroupFailure::NoSpace(message),
                 // Every other failure stops writes, whether or not the group reached the
                 // WAL: a group that did holds seqnos the memtable never got, and a later
                 // group reusing them would break the seqno continuity the next open
@@ -148,7 +174,9 @@ impl DbCore {
                     GroupFailure::Failed(why)
                 }
             };
-            queue.failed_from.get_or_insert((id, failure));
+            if members > 0 {
+                queue.failures.insert(id, (failure, members));
+            }
         }
         queue.finished_through = id;
         queue.leader_active = false;
@@ -168,7 +196,14 @@ impl DbCore {
         }
         let user_bytes = group.user_bytes();
         let payload = group.finish(base);
-        writer.wal.append(&payload)?;
+        if let Err(e) = writer.wal.append(&payload) {
+            // On a full disk the WAL takes the partial record back and stays usable:
+            // this group fails alone and its seqnos are free again.
+            return Err(match writer.wal.is_usable() {
+                true => self.no_space_or(e, "appending to the WAL"),
+                false => e,
+            });
+        }
         if sync {
             writer.wal.sync()?;
         }
@@ -241,13 +276,18 @@ impl DbCore {
     /// A failure stops all writes (`Error::Background`), whichever caller saw it: the
     /// half-made segment may be left behind with a number a later rotation's range
     /// `[log_number, last_wal]` would cover, and only a reopen removes it safely.
+    ///
+    /// The one exception is a disk too full for the new segment: the segment is
+    /// removed again and the caller gets `Error::NoSpace`; the memtable stays active
+    /// and the next write tries again.
     pub(crate) fn freeze_active_memtable(
         &self,
         writer: &mut MutexGuard<'_, WriterState>,
     ) -> Result<()> {
         let result = self.rotate_memtable(writer);
-        if let Err(e) = &result {
-            self.set_background_error(&format!("memtable rotation failed: {e}"));
+        match &result {
+            Ok(()) | Err(Error::NoSpace { .. }) => {}
+            Err(e) => self.set_background_error(&format!("memtable rotation failed: {e}")),
         }
         result
     }
@@ -255,7 +295,19 @@ impl DbCore {
     fn rotate_memtable(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
         let number = self.new_file_number();
         writer.wal.sync()?;
-        let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id)?;
+        let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id).map_err(|e| {
+            let e = self.no_space_or(e, "creating a WAL segment");
+            // Nothing names the segment yet; once it is gone, nothing was changed.
+            if !matches!(e, Error::NoSpace { .. }) {
+                return e;
+            }
+            match self.fs.remove_file(&self.dir.join(segment_file_name(number))) {
+                Err(removal) if removal.kind() != std::io::ErrorKind::NotFound => {
+                    Error::Io(removal)
+                }
+                _ => e,
+            }
+        })?;
         self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })?;
         writer.wal = wal;
         self.install_view(|view| {

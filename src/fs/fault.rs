@@ -108,9 +108,23 @@ struct State {
     pending_faults: [Option<usize>; KIND_COUNT],
     /// Bytes the next append keeps before failing.
     tear_next_write: Option<usize>,
+    /// The disk's size: appends beyond it write what fits and fail with
+    /// `StorageFull` (`ENOSPC`).
+    capacity: Option<u64>,
 }
 
 impl State {
+    /// Bytes held by every file, live or only durable.
+    fn used_bytes(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        self.live
+            .values()
+            .chain(self.durable.values())
+            .filter(|inode| seen.insert(Arc::as_ptr(inode)))
+            .map(|inode| inode.lock().data.len() as u64)
+            .sum()
+    }
+
     /// Counts one operation of `kind` and fails it if a fault is due.
     fn begin(&mut self, kind: FaultKind) -> io::Result<()> {
         let i = kind.index();
@@ -198,6 +212,18 @@ impl FaultFs {
     /// and leaves the tear pending.
     pub fn tear_next_write(&self, keep: usize) {
         self.state.lock().tear_next_write = Some(keep);
+    }
+
+    /// Limits the disk to `bytes` in all files (`None`: unlimited). An append that
+    /// does not fit writes the part that does, like a real `write` on a full disk,
+    /// and fails with [`io::ErrorKind::StorageFull`]; removing files frees space.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.state.lock().capacity = bytes;
+    }
+
+    /// Bytes held by every file, live or only durable.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.lock().used_bytes()
     }
 
     /// Disarms every pending fault and torn write.
@@ -378,14 +404,30 @@ impl WritableFile for FaultWritableFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut state = lock_for_handle(&self.state, self.epoch)?;
         state.begin(FaultKind::Write)?;
-        let keep = state.tear_next_write.take();
+        let free = state.capacity.map(|capacity| capacity.saturating_sub(state.used_bytes()));
+        let full = free.is_some_and(|free| free < data.len() as u64);
+        let keep = match free {
+            Some(free) if full => Some(free as usize),
+            _ => state.tear_next_write.take(),
+        };
         let written = keep.map_or(data.len(), |keep| keep.min(data.len()));
         self.inode.lock().data.extend_from_slice(&data[..written]);
         self.len += written as u64;
         match keep {
+            _ if full => Err(io::Error::from(io::ErrorKind::StorageFull)),
             Some(_) => Err(io::Error::other("injected fault: torn write")),
             None => Ok(()),
         }
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let _state = lock_for_handle(&self.state, self.epoch)?;
+        let mut inode = self.inode.lock();
+        let len = len.min(inode.data.len() as u64);
+        inode.data.truncate(len as usize);
+        inode.synced_len = inode.synced_len.min(len as usize);
+        self.len = len;
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -19,7 +19,7 @@ pub use fault::{FaultFs, FaultKind};
 
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,6 +66,12 @@ pub trait WritableFile: Send + Sync {
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file back to its first `len` bytes (at most its length); appends go
+    /// on from there. Takes back an append that failed part-way. A file that cannot
+    /// says `Unsupported`, and a failed append then stops its writer for good.
+    fn truncate(&mut self, _len: u64) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// Bytes appended so far.
     fn len(&self) -> u64;
     /// True if nothing was appended.
@@ -107,6 +113,15 @@ impl WritableFile for OsWritableFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let len = len.min(self.len);
+        self.file.set_len(len)?;
+        // Appends write at the cursor: move it back too, or they would leave a hole.
+        self.file.seek(io::SeekFrom::Start(len))?;
+        self.len = len;
+        Ok(())
     }
 
     fn len(&self) -> u64 {

@@ -101,6 +101,11 @@ impl WalWriter {
         Ok(self.log.add_record(payload)?)
     }
 
+    /// False once an error made the writer refuse further records.
+    pub fn is_usable(&self) -> bool {
+        self.log.is_usable()
+    }
+
     /// Makes every record appended so far durable.
     pub fn sync(&mut self) -> Result<()> {
         Ok(self.log.sync()?)
