@@ -1,7 +1,10 @@
-//! A full disk is a soft error: writes fail with `Error::NoSpace`, reads go on,
-//! nothing acknowledged is lost, and writes resume by themselves once there is space
-//! again, without a reopen. Through `FaultFs` with a disk size, whose appends write
-//! what fits and then fail with `ENOSPC` like a real `write`.
+//! The error classes of `docs/architecture.md`, through `FaultFs`:
+//! - a full disk is a soft error: writes fail with `Error::NoSpace`, reads go on,
+//!   nothing acknowledged is lost, and writes resume by themselves once there is space
+//!   again, without a reopen (`FaultFs::set_capacity`: appends write what fits and
+//!   then fail with `ENOSPC`, like a real `write`);
+//! - a failed fsync is hard: writes stop until reopen;
+//! - a damaged table found by compaction is named, and the rest stays readable.
 
 mod common;
 
@@ -127,5 +130,65 @@ fn a_flush_that_finds_the_disk_full_is_retried_until_space_is_back() {
     let db = Db::open(dir, options).unwrap();
     assert_all_there(&db, 0..1000);
     assert_eq!(db.get("x").unwrap().as_deref(), Some(&b"y"[..]));
+    db.close().unwrap();
+}
+
+/// A failed fsync is hard: writes stay stopped after the fault is gone (a retry
+/// could acknowledge data the page cache lost), reads go on, a reopen recovers.
+#[test]
+fn a_failed_wal_sync_stops_writes_until_reopen() {
+    let fs = FaultFs::new();
+    let dir = std::path::Path::new("/db");
+    let options = options(&fs, common::leveled_aggressive());
+    let db = Db::open(dir, options.clone()).unwrap();
+    db.put("a", "1").unwrap();
+    fs.fail_after(aeternusdb::fs::FaultKind::Sync, 0);
+    assert!(matches!(db.put("b", "2"), Err(Error::Background(_))));
+    fs.clear_faults();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(matches!(db.put("c", "3"), Err(Error::Background(_))));
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    drop(db);
+    let db = Db::open(dir, options).unwrap();
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    db.put("c", "3").unwrap();
+    db.close().unwrap();
+}
+
+/// A table that compaction finds damaged: the error names the file, and the
+/// database stays readable (the damaged block reports corruption, never wrong data).
+#[test]
+fn a_corrupted_table_found_by_compaction_is_named_and_the_rest_stays_readable() {
+    let fs = FaultFs::new();
+    let dir = std::path::Path::new("/db");
+    let options = Options { auto_compaction: false, ..options(&fs, common::leveled_aggressive()) };
+    let db = Db::open(dir, options).unwrap();
+    for i in 0..100 {
+        db.put(key(i), noise(u64::from(i), 200)).unwrap();
+    }
+    db.flush().unwrap();
+    let damaged =
+        fs.file_names().into_iter().find(|p| p.to_string_lossy().ends_with(".sst")).unwrap();
+    for i in 1000..1100 {
+        db.put(key(i), noise(u64::from(i), 200)).unwrap();
+    }
+    db.flush().unwrap();
+    fs.corrupt_byte(&damaged, 20, 0xff).unwrap();
+
+    let name = damaged.file_name().unwrap().to_string_lossy().into_owned();
+    match db.compact() {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, damaged),
+        other => panic!("compaction over a damaged table: {other:?}"),
+    }
+    assert_all_there(&db, 1000..1100);
+    match db.get(key(0)) {
+        Err(e) => assert!(e.is_corruption(), "{e}"),
+        Ok(v) => assert_eq!(v.as_deref(), Some(&noise(0, 200)[..])),
+    }
+    // Writes stop (compaction can no longer keep the tree in shape), naming the file.
+    match db.put("x", "y") {
+        Err(Error::Background(why)) => assert!(why.contains(&name), "{why} does not name {name}"),
+        other => panic!("a write after the damaged compaction: {other:?}"),
+    }
     db.close().unwrap();
 }
