@@ -34,6 +34,8 @@ pub(crate) struct Background {
     pub(super) state: Mutex<BackgroundState>,
     /// Set once `state.error` is set; never cleared.
     pub(super) failed: AtomicBool,
+    /// Set by `shut_down`: running compaction jobs stop at their next check.
+    pub(super) closing: AtomicBool,
     /// Signalled when there may be work (a memtable frozen, a version changed), or on
     /// shutdown.
     pub(super) work: Condvar,
@@ -84,6 +86,7 @@ impl Background {
     pub(crate) fn shut_down(&self) {
         let mut state = self.state.lock();
         state.shutdown = true;
+        self.closing.store(true, Ordering::Release);
         self.work.notify_all();
         self.progress.notify_all();
     }

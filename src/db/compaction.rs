@@ -120,6 +120,7 @@ impl DbCore {
             dir: &self.dir,
             new_file_number: &allocate,
             cache: self.cache.clone(),
+            cancelled: &|| self.background.closing.load(Ordering::Acquire),
         }
         .run()?;
         let job_stats = result.stats;
