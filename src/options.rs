@@ -274,7 +274,9 @@ pub struct LeveledOptions {
     pub level_size_multiplier: f64,
     /// Output tables are cut at this size (default 64 MiB).
     pub target_file_size: u64,
-    /// Soft cap on one level-n compaction's input bytes (default 25 × target).
+    /// Limit on one compaction's input bytes (default 25 × target), level 0 included;
+    /// exceeded only by the smallest task that keeps the tree correct (see
+    /// `compaction::leveled`). Manual compactions are not capped.
     pub max_compaction_bytes: u64,
 }
 
