@@ -38,6 +38,18 @@
 //! 6. **Write pressure** is the level-0 table count (busy or not) against
 //!    `slowdown_tables` and `stop_tables`.
 //!
+//! # Output size
+//! Outputs are cut at `target_file_size` (default 256 MiB), between user keys. A table
+//! of at most 256 MiB keeps its index and filter blocks (each at most about as large
+//! as the data they describe) under the reader's 512 MiB block limit for any keys, so
+//! the format's limits cannot be reached by point data; the table builder refuses a
+//! block beyond them with `Error::InvalidArgument` before writing it. A merge must
+//! shrink the table count (`n` tables of `s` bytes make `ceil(s / target)`), so tables
+//! that reached the target stop being merged: the target is the size of the largest
+//! tier. It also bounds every automatic merge but a tombstone rewrite: shrinking the
+//! count needs `s <= (n - 1) × target`, less than `max_threshold` × `target_file_size`
+//! (8 GiB by default).
+//!
 //! # Invariants
 //! - Outputs go to level 0; every input of a task picked by [`CompactionStrategy::pick`]
 //!   is a level-0 table of the summary that is not in `busy` (manual tasks may also take
@@ -415,7 +427,7 @@ mod tests {
         assert_eq!(task.output_level, 0);
         assert!(!task.move_only);
         assert!(task.drop_tombstones, "the inputs are every table");
-        assert_eq!(task.target_file_size, u64::MAX);
+        assert_eq!(task.target_file_size, 256 * MIB);
         assert!(task.inputs.iter().all(|&(level, _)| level == 0));
     }
 
@@ -631,10 +643,19 @@ mod tests {
                     prop_assert!(seen.insert(number), "duplicate input");
                     prop_assert!(levels.levels[0].iter().any(|t| t.number == number));
                 }
+                let bytes: u64 = levels.levels[0]
+                    .iter()
+                    .filter(|t| task.inputs.contains(&(0, t.number)))
+                    .map(|t| t.size)
+                    .sum();
                 match task.reason {
-                    CompactionReason::Minor => prop_assert!(
-                        (o.min_threshold..=o.max_threshold).contains(&task.inputs.len())
-                    ),
+                    CompactionReason::Minor => {
+                        prop_assert!(
+                            (o.min_threshold..=o.max_threshold).contains(&task.inputs.len())
+                        );
+                        // The output-size bound of the module doc bounds the job.
+                        prop_assert!(bytes < o.max_threshold as u64 * o.target_file_size);
+                    }
                     CompactionReason::Tombstone => {
                         prop_assert_eq!(task.inputs.len(), 1);
                         prop_assert!(task.drop_tombstones);
