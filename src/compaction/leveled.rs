@@ -85,7 +85,7 @@ use bytes::Bytes;
 
 use super::{
     CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
-    WritePressure,
+    WritePressure, hull_neighbours,
 };
 pub use crate::options::LeveledOptions;
 
@@ -372,20 +372,9 @@ fn close_level0<'a>(
 /// hull: nothing deeper than `output` overlaps it, and nothing at or above `output`
 /// overlaps it with a seqno below the inputs' newest.
 fn may_drop_tombstones(levels: &LevelsSummary, output: usize, inputs: &Inputs) -> bool {
-    let (Some(lo), Some(hi), Some(max_seqno)) = (
-        inputs.all().map(|t| &t.smallest).min(),
-        inputs.all().map(|t| &t.largest).max(),
-        inputs.all().map(|t| t.max_seqno).max(),
-    ) else {
-        return false;
-    };
-    let numbers: HashSet<u64> = inputs.all().map(|t| t.number).collect();
-    !levels.levels.iter().enumerate().any(|(level, tables)| {
-        tables.iter().any(|t| {
-            !numbers.contains(&t.number)
-                && t.overlaps(lo, hi)
-                && (level > output || t.min_seqno < max_seqno)
-        })
+    let inputs: Vec<&TableSummary> = inputs.all().collect();
+    hull_neighbours(levels, &inputs).is_some_and(|(max_seqno, mut neighbours)| {
+        !neighbours.any(|t| t.level as usize > output || t.min_seqno < max_seqno)
     })
 }
 

@@ -61,7 +61,7 @@ use std::collections::HashSet;
 
 use super::{
     CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
-    WritePressure,
+    WritePressure, hull_neighbours,
 };
 pub use crate::options::SizeTieredOptions;
 
@@ -204,17 +204,8 @@ fn level0(levels: &LevelsSummary) -> &[TableSummary] {
 /// Rule 4: true when no table outside `inputs` overlaps their key hull with a seqno
 /// older than their newest one.
 fn may_drop_tombstones(levels: &LevelsSummary, inputs: &[&TableSummary]) -> bool {
-    let (Some(smallest), Some(largest), Some(max_seqno)) = (
-        inputs.iter().map(|t| &t.smallest).min(),
-        inputs.iter().map(|t| &t.largest).max(),
-        inputs.iter().map(|t| t.max_seqno).max(),
-    ) else {
-        return false;
-    };
-    let numbers: HashSet<u64> = inputs.iter().map(|t| t.number).collect();
-    !levels.tables().any(|t| {
-        !numbers.contains(&t.number) && t.overlaps(smallest, largest) && t.min_seqno < max_seqno
-    })
+    hull_neighbours(levels, inputs)
+        .is_some_and(|(max_seqno, mut neighbours)| !neighbours.any(|t| t.min_seqno < max_seqno))
 }
 
 impl CompactionStrategy for SizeTiered {
