@@ -187,7 +187,10 @@ pub struct SizeTieredOptions {
     pub tombstone_ratio: f64,
     /// ... once it is at least this old, in seconds (default one day; 0 allowed).
     pub tombstone_min_age_secs: u64,
-    /// Output tables are cut at this size (default `u64::MAX`: one output table).
+    /// Output tables are cut at this size, between user keys (default 256 MiB: the
+    /// largest power of two whose tables keep every block under the reader's 512 MiB
+    /// block limit whatever the keys; merging stops at tables of this size, see
+    /// `compaction::tiered`).
     pub target_file_size: u64,
     /// Level-0 table count from which writes are slowed down (default 20).
     pub slowdown_tables: usize,
@@ -205,7 +208,7 @@ impl Default for SizeTieredOptions {
             min_sstable_size: 8 << 20,
             tombstone_ratio: 0.3,
             tombstone_min_age_secs: 24 * 60 * 60,
-            target_file_size: u64::MAX,
+            target_file_size: 256 << 20,
             slowdown_tables: 20,
             stop_tables: 36,
         }
@@ -274,7 +277,9 @@ pub struct LeveledOptions {
     pub level_size_multiplier: f64,
     /// Output tables are cut at this size (default 64 MiB).
     pub target_file_size: u64,
-    /// Soft cap on one level-n compaction's input bytes (default 25 × target).
+    /// Limit on one compaction's input bytes (default 25 × target), level 0 included;
+    /// exceeded only by the smallest task that keeps the tree correct (see
+    /// `compaction::leveled`). Manual compactions are not capped.
     pub max_compaction_bytes: u64,
 }
 

@@ -201,6 +201,46 @@ fn snapshot_pins_versions_until_dropped() {
     }
 }
 
+/// One key overwritten 200,000 times, with a snapshot in the middle, then flushed and
+/// compacted: the latest value and the snapshot's both read back, and the tables keep
+/// exactly those two versions. The job streams the versions (its unit test
+/// `a_hot_key_is_collapsed_in_bounded_memory` pins the memory bound).
+#[test]
+fn a_hot_key_keeps_only_the_versions_snapshots_see() {
+    const N: u32 = 200_000;
+    for (name, compaction) in strategies() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), options(compaction)).unwrap();
+        let mut snapshot = None;
+        for i in 0..N {
+            db.put(b"hot", i.to_le_bytes()).unwrap();
+            if i == N / 2 {
+                snapshot = Some(db.snapshot().unwrap());
+            }
+        }
+        let snapshot = snapshot.unwrap();
+        db.put(b"cold", b"x").unwrap();
+        db.flush().unwrap();
+        db.compact().unwrap();
+        assert_eq!(db.get(b"hot").unwrap().as_deref(), Some(&(N - 1).to_le_bytes()[..]), "{name}");
+        let seen = snapshot.get(b"hot").unwrap();
+        assert_eq!(seen.as_deref(), Some(&(N / 2).to_le_bytes()[..]), "{name}: snapshot");
+        let entries: u64 = table_properties(&db, dir.path()).iter().map(|p| p.entry_count).sum();
+        assert_eq!(entries, 3, "{name}: the two visible versions of hot and cold");
+
+        drop(snapshot);
+        db.compact().unwrap();
+        // Size-tiered does not rewrite a lone table without tombstones.
+        if name == "leveled" {
+            let props = table_properties(&db, dir.path());
+            let entries: u64 = props.iter().map(|p| p.entry_count).sum();
+            assert_eq!(entries, 2, "{name}: once the snapshot is gone, one version of each");
+        }
+        assert_eq!(db.get(b"hot").unwrap().as_deref(), Some(&(N - 1).to_le_bytes()[..]));
+        db.close().unwrap();
+    }
+}
+
 /// Point and range tombstones hide data until a full compaction, which drops them and
 /// what they hid when no snapshot needs them; with a snapshot they survive.
 #[test]

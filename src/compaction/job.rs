@@ -74,9 +74,18 @@
 //!   renamed to [`table_file_name`] and opened; the directory is synced once at the
 //!   end. On any error every file the job created is removed (best effort).
 //!
+//! # Cancellation
+//! [`CompactionJob::cancelled`] is asked before each output file is created and every
+//! [`CANCEL_CHECK_INTERVAL`] input entries. Once it returns true the job stops, removes
+//! every file it created (as on any error) and returns [`Error::Closed`]; it never
+//! hands back a partial result.
+//!
 //! # Cost
-//! One pass over the inputs; memory holds one user key's versions plus every input
-//! range tombstone.
+//! One pass over the inputs. Versions are streamed: rules 1–2 are applied as each
+//! version arrives, so memory holds only the *kept* versions of the current user key
+//! — at most one per stripe, i.e. live snapshots + 1, however many versions the key
+//! has ([`CompactionStats::max_versions_buffered`]) — plus every input range
+//! tombstone. Rule 3 needs the kept list of the whole key, which that bound covers.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -85,13 +94,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::BlockCache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind};
 use crate::merge::{EntrySource, MergingIter};
 use crate::sstable::properties::Properties;
 use crate::sstable::{Table, TableBuilder, TableOptions, table_file_name};
 use crate::tombstones::TombstoneIndex;
+
+/// Input entries read between two cancellation checks within one output: often
+/// enough that a long output stops within milliseconds, rarely enough to cost nothing.
+pub const CANCEL_CHECK_INTERVAL: u64 = 4096;
 
 /// One compaction's merge, ready to run.
 pub struct CompactionJob<'a> {
@@ -114,6 +127,8 @@ pub struct CompactionJob<'a> {
     pub new_file_number: &'a dyn Fn() -> u64,
     /// The cache the outputs are opened with.
     pub cache: Arc<BlockCache>,
+    /// True once the job should stop (the database is closing): see the module doc.
+    pub cancelled: &'a dyn Fn() -> bool,
 }
 
 /// One table the job wrote.
@@ -147,6 +162,9 @@ pub struct CompactionStats {
     /// Point deletes (rule 3) and range tombstones (rule 4, counted after joining
     /// pieces of one tombstone) dropped.
     pub tombstones_dropped: u64,
+    /// Most versions of one user key held in memory at once: at most one per snapshot
+    /// stripe, however many versions the key has.
+    pub max_versions_buffered: u64,
 }
 
 /// The new tables and the counts.
@@ -232,19 +250,9 @@ impl CompactionJob<'_> {
             .iter()
             .map(|t| Box::new(t.iter(Bound::Unbounded, Bound::Unbounded)) as EntrySource)
             .collect();
-        let mut versions: Vec<Entry> = Vec::new();
-        for entry in MergingIter::new(sources, false) {
-            let entry = entry?;
-            stats.entries_in += 1;
-            if versions.first().is_some_and(|v| v.key != entry.key) {
-                collapser.collapse(&mut versions, stats);
-                writer.add_key(&versions)?;
-                versions.clear();
-            }
-            versions.push(entry);
-        }
-        collapser.collapse(&mut versions, stats);
-        writer.add_key(&versions)?;
+        collapser.run(MergingIter::new(sources, false), stats, self.cancelled, |kept| {
+            writer.add_key(kept)
+        })?;
         writer.finish()
     }
 }
@@ -269,29 +277,94 @@ impl Collapser<'_> {
         !(self.drop_tombstones && self.stripe(t.seqno) == 0)
     }
 
-    /// Rules 1–3 on the versions of one user key (newest first), in place.
-    fn collapse(&self, versions: &mut Vec<Entry>, stats: &mut CompactionStats) {
-        let before = versions.len() as u64;
-        let mut last_stripe = None;
-        versions.retain(|v| {
-            let stripe = self.stripe(v.seqno);
-            if last_stripe == Some(stripe) {
-                return false; // Rule 1: an older version in the same stripe.
+    /// Applies rules 1–3 to `entries` (internal order), handing the kept versions of
+    /// each user key, newest first, to `sink` (never an empty list). Versions are
+    /// consumed one at a time: only kept ones are held, at most one per stripe.
+    /// Returns `Error::Closed` once `cancelled` says so (asked every
+    /// [`CANCEL_CHECK_INTERVAL`] entries).
+    fn run(
+        &self,
+        entries: impl IntoIterator<Item = Result<Entry>>,
+        stats: &mut CompactionStats,
+        cancelled: &dyn Fn() -> bool,
+        mut sink: impl FnMut(&[Entry]) -> Result<()>,
+    ) -> Result<()> {
+        let mut key = KeyVersions::default();
+        for entry in entries {
+            let entry = entry?;
+            stats.entries_in += 1;
+            if stats.entries_in.is_multiple_of(CANCEL_CHECK_INTERVAL) && cancelled() {
+                return Err(Error::Closed);
             }
-            last_stripe = Some(stripe);
-            let upper = self.snapshots.get(stripe).copied().unwrap_or(SeqNo::MAX);
-            // Rule 2: the newest tombstone <= the stripe's bound is in the stripe iff
-            // it is newer than `v` (which is in the stripe).
-            self.index.max_covering(&v.key, upper).is_none_or(|t| t <= v.seqno)
-        });
-        stats.versions_dropped += before - versions.len() as u64;
+            if !key.is(&entry.key) {
+                self.finish_key(&mut key, stats, &mut sink)?;
+                key.start(&entry.key);
+            }
+            self.offer(&mut key, entry, stats);
+        }
+        self.finish_key(&mut key, stats, &mut sink)
+    }
+
+    /// Rules 1–2 for the next (older) version of the current key.
+    fn offer(&self, key: &mut KeyVersions, v: Entry, stats: &mut CompactionStats) {
+        let stripe = self.stripe(v.seqno);
+        if key.last_stripe == Some(stripe) {
+            stats.versions_dropped += 1; // Rule 1: an older version in the same stripe.
+            return;
+        }
+        key.last_stripe = Some(stripe);
+        let upper = self.snapshots.get(stripe).copied().unwrap_or(SeqNo::MAX);
+        // Rule 2: the newest tombstone <= the stripe's bound is in the stripe iff it is
+        // newer than `v` (which is in the stripe).
+        if self.index.max_covering(&v.key, upper).is_none_or(|t| t <= v.seqno) {
+            key.kept.push(v);
+            stats.max_versions_buffered = stats.max_versions_buffered.max(key.kept.len() as u64);
+        } else {
+            stats.versions_dropped += 1;
+        }
+    }
+
+    /// Rule 3 on the kept versions of the current key, then hands them to `sink`.
+    fn finish_key(
+        &self,
+        key: &mut KeyVersions,
+        stats: &mut CompactionStats,
+        sink: &mut impl FnMut(&[Entry]) -> Result<()>,
+    ) -> Result<()> {
         if self.drop_tombstones {
-            while versions.last().is_some_and(|v| v.kind == ValueKind::Delete) {
-                versions.pop(); // Rule 3.
+            while key.kept.last().is_some_and(|v| v.kind == ValueKind::Delete) {
+                key.kept.pop(); // Rule 3.
                 stats.tombstones_dropped += 1;
             }
         }
-        stats.entries_out += versions.len() as u64;
+        stats.entries_out += key.kept.len() as u64;
+        if key.kept.is_empty() { Ok(()) } else { sink(&key.kept) }
+    }
+}
+
+/// The user key being collapsed and its kept versions, newest first.
+#[derive(Default)]
+struct KeyVersions {
+    /// The key, copied into a reused buffer (`None` before the first entry).
+    key: Option<Vec<u8>>,
+    /// At most one per stripe (rule 1).
+    kept: Vec<Entry>,
+    /// Stripe of the last version seen (kept or not).
+    last_stripe: Option<usize>,
+}
+
+impl KeyVersions {
+    fn is(&self, key: &[u8]) -> bool {
+        self.key.as_deref() == Some(key)
+    }
+
+    /// Starts collapsing `key`, reusing the buffers.
+    fn start(&mut self, key: &[u8]) {
+        let buffer = self.key.get_or_insert_with(Vec::new);
+        buffer.clear();
+        buffer.extend_from_slice(key);
+        self.kept.clear();
+        self.last_stripe = None;
     }
 }
 
@@ -356,8 +429,11 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    /// Creates the next output's temp file.
+    /// Creates the next output's temp file, unless the job was cancelled.
     fn start(&mut self, lower: Option<Bytes>) -> Result<Building> {
+        if (self.job.cancelled)() {
+            return Err(Error::Closed);
+        }
         let number = (self.job.new_file_number)();
         let temp = self.job.dir.join(format!("{}.tmp", table_file_name(number)));
         self.created.push(temp.clone());
@@ -484,6 +560,16 @@ mod tests {
             drop_tombstones: bool,
             target_file_size: u64,
         ) -> Result<CompactionResult> {
+            self.run_cancellable(snapshots, drop_tombstones, target_file_size, &|| false)
+        }
+
+        fn run_cancellable(
+            &self,
+            snapshots: &[SeqNo],
+            drop_tombstones: bool,
+            target_file_size: u64,
+            cancelled: &dyn Fn() -> bool,
+        ) -> Result<CompactionResult> {
             let next = || {
                 let n = self.next.get();
                 self.next.set(n + 1);
@@ -499,6 +585,7 @@ mod tests {
                 dir: &self.dir,
                 new_file_number: &next,
                 cache: self.cache.clone(),
+                cancelled,
             }
             .run()
         }
@@ -760,6 +847,7 @@ mod tests {
             dir: &setup.dir,
             new_file_number: &|| 500,
             cache: setup.cache.clone(),
+            cancelled: &|| false,
         }
         .run()
         .unwrap();
@@ -817,6 +905,110 @@ mod tests {
                 }
                 n += 1;
             }
+        }
+    }
+
+    /// A key overwritten a million times is collapsed from a stream: the versions are
+    /// generated one at a time and never materialised, and the job holds at most one
+    /// per snapshot stripe (here 3), not a million.
+    #[test]
+    fn a_hot_key_is_collapsed_in_bounded_memory() {
+        const VERSIONS: u64 = 1_000_000;
+        let snapshots = [10, VERSIONS / 2];
+        let collapser = Collapser {
+            index: TombstoneIndex::new(std::iter::empty()),
+            snapshots: &snapshots,
+            drop_tombstones: true,
+        };
+        // Newest first; every third version a delete, the oldest a delete too.
+        let hot = (0..VERSIONS).map(|i| {
+            let seqno = VERSIONS - i;
+            Ok(if seqno.is_multiple_of(3) || seqno == 1 {
+                del(0, seqno)
+            } else {
+                put(0, seqno, b"v")
+            })
+        });
+        let entries = hot.chain([Ok(put(1, VERSIONS + 1, b"cold"))]);
+        let mut stats = CompactionStats::default();
+        let mut out: Vec<Vec<(SeqNo, ValueKind)>> = Vec::new();
+        collapser
+            .run(entries, &mut stats, &|| false, |kept| {
+                out.push(kept.iter().map(|v| (v.seqno, v.kind)).collect());
+                Ok(())
+            })
+            .unwrap();
+        // The newest of each stripe: 1_000_000 (latest), 500_000 and 10, all puts (no
+        // multiple of 3), so rule 3 drops nothing.
+        assert_eq!(
+            out,
+            vec![
+                vec![
+                    (VERSIONS, ValueKind::Put),
+                    (VERSIONS / 2, ValueKind::Put),
+                    (10, ValueKind::Put)
+                ],
+                vec![(VERSIONS + 1, ValueKind::Put)],
+            ]
+        );
+        assert_eq!(stats.entries_in, VERSIONS + 1);
+        assert_eq!(stats.entries_out, 4);
+        assert_eq!(stats.versions_dropped, VERSIONS - 3);
+        assert_eq!(stats.max_versions_buffered, snapshots.len() as u64 + 1);
+
+        // With a delete newest in the oldest stripe and nothing older kept, rule 3 still
+        // applies to the streamed key: only the two newer stripes survive.
+        let hot = (0..VERSIONS).map(|i| {
+            let seqno = VERSIONS - i;
+            Ok(if seqno <= 10 { del(0, seqno) } else { put(0, seqno, b"v") })
+        });
+        let mut stats = CompactionStats::default();
+        let mut kept = Vec::new();
+        collapser
+            .run(hot, &mut stats, &|| false, |k| {
+                kept.extend(k.iter().map(|v| v.seqno));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(kept, vec![VERSIONS, VERSIONS / 2]);
+        assert_eq!(stats.tombstones_dropped, 1);
+        assert_eq!(stats.max_versions_buffered, 3);
+    }
+
+    /// At every cancellation point (each output file, every few thousand entries) a
+    /// cancelled job returns `Closed` and leaves no file behind.
+    #[test]
+    fn a_cancelled_job_leaves_no_output_file() {
+        let entries: Vec<Entry> =
+            (0..3 * CANCEL_CHECK_INTERVAL).map(|i| put(0, i + 1, &i.to_le_bytes())).collect();
+        let mut wide: Vec<Entry> =
+            (1..20).map(|k| put(k, 100_000 + u64::from(k), &[k; 300])).collect();
+        wide.extend(entries);
+        let setup = Setup::new(&[(wide, vec![rt(2, 9, 1)])]);
+        let before = setup.fs.file_names();
+        let mut n = 0;
+        loop {
+            let calls = Cell::new(0);
+            let cancelled = || {
+                calls.set(calls.get() + 1);
+                calls.get() > n
+            };
+            let result = setup.run_cancellable(&[], false, 1000, &cancelled);
+            match result {
+                Err(Error::Closed) => assert_eq!(setup.fs.file_names(), before, "check #{n}"),
+                Err(e) => panic!("{e}"),
+                Ok(result) => {
+                    // Past the last check: `n` checks were asked, none said stop.
+                    assert!(
+                        n > result.outputs.len(),
+                        "{n} checks for {} outputs",
+                        result.outputs.len()
+                    );
+                    assert!(result.outputs.len() > 2);
+                    break;
+                }
+            }
+            n += 1;
         }
     }
 }

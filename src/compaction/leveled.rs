@@ -24,16 +24,32 @@
 //!   and drains downward. The bottom level has no score: it only grows.
 //! - The highest score ≥ 1 whose inputs are all idle wins (ties: the shallower level);
 //!   when a level's candidates are all busy, the next score is tried.
-//! - Level 0 → base level: starting from the oldest idle level-0 table, the inputs are
-//!   every level-0 table overlapping it, closed under overlap, plus the overlapping
-//!   base-level tables (see expansion). Level-0 compactions have no byte cap: every
-//!   overlapping level-0 table must go down together.
+//! - Level 0 → base level, oldest first, within `max_compaction_bytes`:
+//!   1. **Required closure** of a set `U` of level-0 tables: add every base-level table
+//!      overlapping the hull (see expansion), then every level-0 table overlapping the
+//!      widened hull whose `min_seqno` is at most the newest `max_seqno` in `U` (it may
+//!      hold a version of a hull key older than one going down, so it must go down
+//!      too), and repeat until nothing is added. Level-0 tables left out that overlap
+//!      the hull are then newer than every input: they stay correctly above the
+//!      outputs.
+//!   2. **Seed.** The oldest idle level-0 table (by `max_seqno`) whose required
+//!      closure is idle.
+//!   3. **Growth.** While the oldest level-0 table not yet an input that overlaps the
+//!      hull has an idle required closure (with the inputs) of at most
+//!      `max_compaction_bytes`, it joins. Without the cap this is the whole overlap
+//!      closure, so a pile of flushes over one key range goes down in one job and the
+//!      base-level tables are rewritten once, not once per flush.
+//!
+//!   The cap is exceeded only by the seed's required closure, the smallest task that
+//!   keeps the tree correct. Every table added overlaps the hull, so the inputs' union
+//!   is one interval: a later task whose tables overlap it meets a busy input and
+//!   waits, and two running tasks never write interleaving key ranges into one level.
 //! - Level n → n + 1: one seed table of level n, the one whose inputs (after
 //!   expansion) have the smallest ratio of level-(n+1) bytes to level-n bytes — RocksDB's
 //!   `kMinOverlappingRatio`, which writes the fewest bytes per byte pushed down and,
 //!   unlike a round-robin cursor, keeps picking a pure function. Candidates whose
-//!   inputs exceed `max_compaction_bytes` are only taken when no candidate fits. Ties
-//!   go to the smallest key.
+//!   inputs exceed `max_compaction_bytes` are only taken when no candidate fits: one
+//!   seed and its expansion is the smallest correct task. Ties go to the smallest key.
 //! - **Expansion.** The inputs' key hull is widened until it is closed: every table of
 //!   the input level and of the output level that overlaps the hull is an input. No
 //!   output-level table is then partially covered, so the outputs (which span at most
@@ -52,7 +68,9 @@
 //! [`CompactionStrategy::pick_manual`] at `level` takes the tables of that level
 //! intersecting the range (all when there is none), expands them as above into the next
 //! level (the base level for level 0; the bottom level compacts into itself, rewriting
-//! its tables to drop tombstones). `None` when nothing in `level` intersects.
+//! its tables to drop tombstones). `None` when nothing in `level` intersects. Manual
+//! steps have no byte cap: the caller asked for every table in the range to be
+//! compacted, and each level is one step.
 //!
 //! # Write pressure
 //! From the level-0 table count (busy or not) against `l0_slowdown_trigger` and
@@ -67,7 +85,7 @@ use bytes::Bytes;
 
 use super::{
     CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
-    WritePressure,
+    WritePressure, hull_neighbours,
 };
 pub use crate::options::LeveledOptions;
 
@@ -105,6 +123,11 @@ impl Inputs<'_> {
 
     fn is_busy(&self, busy: &HashSet<u64>) -> bool {
         self.all().any(|t| busy.contains(&t.number))
+    }
+
+    /// The smallest and largest key of all the inputs.
+    fn hull(&self) -> Option<(&Bytes, &Bytes)> {
+        Some((self.all().map(|t| &t.smallest).min()?, self.all().map(|t| &t.largest).max()?))
     }
 }
 
@@ -187,21 +210,15 @@ impl Leveled {
         targets: &Targets,
     ) -> Option<CompactionTask> {
         let output = self.output_level(level, targets);
-        let mut seeds: Vec<&TableSummary> =
-            tables(levels, level).iter().filter(|t| !busy.contains(&t.number)).collect();
         if level == 0 {
-            // Oldest first; the first closure that is idle wins.
-            seeds.sort_by_key(|t| (t.max_seqno, t.number));
-            return seeds.into_iter().find_map(|seed| {
-                let inputs = expand(levels, level, output, &seed.smallest, &seed.largest);
-                (!inputs.is_busy(busy)).then(|| {
-                    self.task(levels, CompactionReason::LevelScore, level, output, &inputs)
-                })
-            });
+            return self
+                .pick_level0(levels, busy, output)
+                .map(|inputs| self.task(levels, CompactionReason::LevelScore, 0, output, &inputs));
         }
         let cap = self.options.max_compaction_bytes;
-        seeds
-            .into_iter()
+        tables(levels, level)
+            .iter()
+            .filter(|t| !busy.contains(&t.number))
             .map(|seed| (seed, expand(levels, level, output, &seed.smallest, &seed.largest)))
             .filter(|(_, inputs)| !inputs.is_busy(busy))
             .min_by(|(a, x), (b, y)| {
@@ -218,6 +235,40 @@ impl Leveled {
             .map(|(_, inputs)| {
                 self.task(levels, CompactionReason::LevelScore, level, output, &inputs)
             })
+    }
+
+    /// Level 0 → `output`: the first idle seed's required closure, grown oldest first
+    /// within the cap (see the module doc).
+    fn pick_level0<'a>(
+        &self,
+        levels: &'a LevelsSummary,
+        busy: &HashSet<u64>,
+        output: usize,
+    ) -> Option<Inputs<'a>> {
+        let mut by_age: Vec<&TableSummary> = tables(levels, 0).iter().collect();
+        by_age.sort_by_key(|t| (t.max_seqno, t.number));
+        let cap = self.options.max_compaction_bytes;
+        by_age.iter().filter(|t| !busy.contains(&t.number)).find_map(|&seed| {
+            let mut inputs = close_level0(levels, output, vec![seed]);
+            if inputs.is_busy(busy) {
+                return None;
+            }
+            while let Some((lo, hi)) = inputs.hull() {
+                let Some(&next) = by_age.iter().find(|t| {
+                    t.overlaps(lo, hi) && !inputs.upper.iter().any(|u| u.number == t.number)
+                }) else {
+                    break;
+                };
+                let mut upper = inputs.upper.clone();
+                upper.push(next);
+                let grown = close_level0(levels, output, upper);
+                if grown.is_busy(busy) || grown.bytes() > cap {
+                    break;
+                }
+                inputs = grown;
+            }
+            Some(inputs)
+        })
     }
 
     /// A task over `inputs`, moving when it can, with `drop_tombstones` computed.
@@ -276,24 +327,54 @@ fn expand<'a>(
     }
 }
 
+/// Rule 1 of level-0 picking: `upper` with every base-level (`output`) table over the
+/// hull and every level-0 table over the hull not newer than all of `upper`, until
+/// closed.
+fn close_level0<'a>(
+    levels: &'a LevelsSummary,
+    output: usize,
+    mut upper: Vec<&'a TableSummary>,
+) -> Inputs<'a> {
+    loop {
+        let (Some(mut lo), Some(mut hi), Some(newest)) = (
+            upper.iter().map(|t| &t.smallest).min(),
+            upper.iter().map(|t| &t.largest).max(),
+            upper.iter().map(|t| t.max_seqno).max(),
+        ) else {
+            return Inputs { upper, lower: Vec::new() };
+        };
+        let lower = loop {
+            let lower: Vec<&TableSummary> =
+                tables(levels, output).iter().filter(|t| t.overlaps(lo, hi)).collect();
+            let new_lo = lower.iter().map(|t| &t.smallest).min().map_or(lo, |l| l.min(lo));
+            let new_hi = lower.iter().map(|t| &t.largest).max().map_or(hi, |h| h.max(hi));
+            if (new_lo, new_hi) == (lo, hi) {
+                break lower;
+            }
+            (lo, hi) = (new_lo, new_hi);
+        };
+        let required: Vec<&TableSummary> = tables(levels, 0)
+            .iter()
+            .filter(|t| {
+                t.overlaps(lo, hi)
+                    && t.min_seqno <= newest
+                    && !upper.iter().any(|u| u.number == t.number)
+            })
+            .collect();
+        if required.is_empty() {
+            return Inputs { upper, lower };
+        }
+        upper.extend(required);
+    }
+}
+
 /// True when no table outside `inputs` can hold an older version of a key in their
 /// hull: nothing deeper than `output` overlaps it, and nothing at or above `output`
 /// overlaps it with a seqno below the inputs' newest.
 fn may_drop_tombstones(levels: &LevelsSummary, output: usize, inputs: &Inputs) -> bool {
-    let (Some(lo), Some(hi), Some(max_seqno)) = (
-        inputs.all().map(|t| &t.smallest).min(),
-        inputs.all().map(|t| &t.largest).max(),
-        inputs.all().map(|t| t.max_seqno).max(),
-    ) else {
-        return false;
-    };
-    let numbers: HashSet<u64> = inputs.all().map(|t| t.number).collect();
-    !levels.levels.iter().enumerate().any(|(level, tables)| {
-        tables.iter().any(|t| {
-            !numbers.contains(&t.number)
-                && t.overlaps(lo, hi)
-                && (level > output || t.min_seqno < max_seqno)
-        })
+    let inputs: Vec<&TableSummary> = inputs.all().collect();
+    hull_neighbours(levels, &inputs).is_some_and(|(max_seqno, mut neighbours)| {
+        !neighbours.any(|t| t.level as usize > output || t.min_seqno < max_seqno)
     })
 }
 
@@ -476,11 +557,72 @@ mod tests {
         let task = s.pick(&levels, &HashSet::new()).unwrap();
         // 1 (a..d) → 3 (c..f) → 4 (e..g); base 10 (b..c), 11 (f..h), which widens to h.
         assert_eq!(sorted(task.inputs), vec![(0, 1), (0, 3), (0, 4), (6, 10), (6, 11)]);
-        // The oldest closure busy: the next oldest table's.
+        // 11 busy: 1 goes down with 10 alone, 3 and 4 (newer) wait for 11.
         let task = s.pick(&levels, &HashSet::from([11])).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(0, 1), (6, 10)]);
+        // 10 busy: 1 cannot go; the next oldest, 2, overlaps nothing.
+        let task = s.pick(&levels, &HashSet::from([10])).unwrap();
         assert_eq!(sorted(task.inputs), vec![(0, 2)]);
         assert!(task.move_only);
         assert!(!task.drop_tombstones, "a move rewrites nothing");
+    }
+
+    #[test]
+    fn level0_jobs_take_the_oldest_tables_within_the_cap() {
+        let options = LeveledOptions { max_compaction_bytes: 400 * MIB, ..Default::default() };
+        let s = Leveled::new(options).unwrap();
+        // Eight flushes of 100 MiB over the whole key space, oldest = 1; L6 holds 50 MiB.
+        let mut rows: Vec<_> =
+            (1..=8).rev().map(|n| (0, n, 100, ("a", "z"), (10 * n, 10 * n + 9))).collect();
+        rows.push((6, 20, 50, ("a", "z"), (1, 1)));
+        let levels = summary(&rows);
+        let task = s.pick(&levels, &HashSet::new()).unwrap();
+        // 1, 2, 3 and L6: 350 MiB; a fourth flush would make 450.
+        assert_eq!(sorted(task.inputs), vec![(0, 1), (0, 2), (0, 3), (6, 20)]);
+        assert!(task.drop_tombstones, "what stays in L0 is newer than every input");
+        // While that runs, the newer flushes overlap its busy L6 table: nothing to do.
+        let running = HashSet::from([1, 2, 3, 20]);
+        assert_eq!(s.pick(&levels, &running), None);
+
+        // The default cap (1.6 GiB) takes all eight, as an uncapped closure would.
+        let task = strategy().pick(&levels, &HashSet::new()).unwrap();
+        assert_eq!(task.inputs.len(), 9);
+    }
+
+    #[test]
+    fn level0_cap_never_leaves_an_older_overlapping_table_above_newer_data() {
+        let options = LeveledOptions {
+            max_compaction_bytes: 100 * MIB,
+            l0_compaction_trigger: 1,
+            ..Default::default()
+        };
+        let s = Leveled::new(options).unwrap();
+        // The seed with what it overlaps below is over the cap: taken anyway, it is the
+        // smallest correct task. The newer 2 waits in L0, above the outputs.
+        let rows = [
+            (0, 2, 60, ("a", "m"), (20, 29)),
+            (0, 1, 60, ("a", "m"), (10, 19)),
+            (6, 10, 50, ("a", "z"), (1, 1)),
+        ];
+        let task = s.pick(&summary(&rows), &HashSet::new()).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(0, 1), (6, 10)]);
+        // Interleaved seqno ranges (tables written by size-tiered compaction): 1 is the
+        // oldest by max_seqno, but 2 holds older versions of keys 1 holds, so it goes down
+        // with 1, cap or not; 3 would exceed the cap.
+        let rows = [
+            (0, 3, 60, ("e", "k"), (60, 69)),
+            (0, 2, 60, ("c", "f"), (5, 50)),
+            (0, 1, 60, ("a", "d"), (10, 19)),
+            (6, 10, 10, ("a", "b"), (1, 1)),
+        ];
+        let task = s.pick(&summary(&rows), &HashSet::new()).unwrap();
+        assert_eq!(sorted(task.inputs), vec![(0, 1), (0, 2), (6, 10)]);
+        // 2 busy: 1 cannot go without it, and 3 cannot go before the older 2 it overlaps.
+        assert_eq!(s.pick(&summary(&rows), &HashSet::from([2])), None);
+        // A newer table overlapping nothing older moves on its own.
+        let rows = [(0, 2, 60, ("x", "z"), (20, 29)), (0, 1, 60, ("a", "d"), (10, 19))];
+        let task = s.pick(&summary(&rows), &HashSet::from([1])).unwrap();
+        assert_eq!((task.inputs, task.move_only), (vec![(0, 2)], true));
     }
 
     #[test]
@@ -801,6 +943,26 @@ mod tests {
         prop_assert!(task.inputs.iter().all(|&(l, _)| l == input_level || l == task.output_level));
         prop_assert!(task.output_level >= 1);
         prop_assert!(!(task.move_only && task.drop_tombstones));
+        // What stays behind is consistent: no output-level table straddles the hull, and
+        // every level-0 table left over the hull is newer than every level-0 input.
+        let inputs: Vec<&TableSummary> =
+            levels.tables().filter(|t| task.inputs.contains(&(t.level, t.number))).collect();
+        let lo = inputs.iter().map(|t| &t.smallest).min().unwrap();
+        let hi = inputs.iter().map(|t| &t.largest).max().unwrap();
+        let left = |level: u32| {
+            levels.levels[level as usize]
+                .iter()
+                .filter(move |t| !task.inputs.contains(&(level, t.number)) && t.overlaps(lo, hi))
+        };
+        if input_level != task.output_level {
+            prop_assert_eq!(left(task.output_level).count(), 0, "a partially covered table");
+        }
+        if input_level == 0 {
+            let newest = inputs.iter().filter(|t| t.level == 0).map(|t| t.max_seqno).max();
+            for t in left(0) {
+                prop_assert!(Some(t.min_seqno) > newest, "older {} left above outputs", t.number);
+            }
+        }
         Ok(())
     }
 
@@ -821,10 +983,15 @@ mod tests {
 
     proptest! {
         #[test]
-        fn picked_tasks_are_well_formed_and_keep_runs_sorted((levels, busy) in arb_levels()) {
+        fn picked_tasks_are_well_formed_and_keep_runs_sorted(
+            (levels, busy) in arb_levels(),
+            cap_mib in prop_oneof![Just(1600u64), 32u64..400],
+        ) {
             let options = LeveledOptions {
                 base_level_size: 64 * MIB,
                 l0_compaction_trigger: 2,
+                target_file_size: 32 * MIB,
+                max_compaction_bytes: cap_mib * MIB,
                 ..LeveledOptions::default()
             };
             let s = Leveled::new(options).unwrap();

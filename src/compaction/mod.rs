@@ -71,6 +71,23 @@ impl TableSummary {
     }
 }
 
+/// The newest seqno of `inputs` and every table outside them that overlaps their key
+/// hull: the tables that could hold older versions of keys an input tombstone hides,
+/// which the strategies' `drop_tombstones` rules examine. `None` without inputs.
+fn hull_neighbours<'a>(
+    levels: &'a LevelsSummary,
+    inputs: &[&'a TableSummary],
+) -> Option<(SeqNo, impl Iterator<Item = &'a TableSummary>)> {
+    let smallest = inputs.iter().map(|t| &t.smallest).min()?;
+    let largest = inputs.iter().map(|t| &t.largest).max()?;
+    let max_seqno = inputs.iter().map(|t| t.max_seqno).max()?;
+    let numbers: HashSet<u64> = inputs.iter().map(|t| t.number).collect();
+    let neighbours = levels
+        .tables()
+        .filter(move |t| !numbers.contains(&t.number) && t.overlaps(smallest, largest));
+    Some((max_seqno, neighbours))
+}
+
 /// The tables of a version by level: level 0 newest first, deeper levels by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LevelsSummary {

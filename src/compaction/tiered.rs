@@ -38,6 +38,18 @@
 //! 6. **Write pressure** is the level-0 table count (busy or not) against
 //!    `slowdown_tables` and `stop_tables`.
 //!
+//! # Output size
+//! Outputs are cut at `target_file_size` (default 256 MiB), between user keys. A table
+//! of at most 256 MiB keeps its index and filter blocks (each at most about as large
+//! as the data they describe) under the reader's 512 MiB block limit for any keys, so
+//! the format's limits cannot be reached by point data; the table builder refuses a
+//! block beyond them with `Error::InvalidArgument` before writing it. A merge must
+//! shrink the table count (`n` tables of `s` bytes make `ceil(s / target)`), so tables
+//! that reached the target stop being merged: the target is the size of the largest
+//! tier. It also bounds every automatic merge but a tombstone rewrite: shrinking the
+//! count needs `s <= (n - 1) × target`, less than `max_threshold` × `target_file_size`
+//! (8 GiB by default).
+//!
 //! # Invariants
 //! - Outputs go to level 0; every input of a task picked by [`CompactionStrategy::pick`]
 //!   is a level-0 table of the summary that is not in `busy` (manual tasks may also take
@@ -49,7 +61,7 @@ use std::collections::HashSet;
 
 use super::{
     CompactionReason, CompactionStrategy, CompactionTask, LevelsSummary, TableSummary,
-    WritePressure,
+    WritePressure, hull_neighbours,
 };
 pub use crate::options::SizeTieredOptions;
 
@@ -192,17 +204,8 @@ fn level0(levels: &LevelsSummary) -> &[TableSummary] {
 /// Rule 4: true when no table outside `inputs` overlaps their key hull with a seqno
 /// older than their newest one.
 fn may_drop_tombstones(levels: &LevelsSummary, inputs: &[&TableSummary]) -> bool {
-    let (Some(smallest), Some(largest), Some(max_seqno)) = (
-        inputs.iter().map(|t| &t.smallest).min(),
-        inputs.iter().map(|t| &t.largest).max(),
-        inputs.iter().map(|t| t.max_seqno).max(),
-    ) else {
-        return false;
-    };
-    let numbers: HashSet<u64> = inputs.iter().map(|t| t.number).collect();
-    !levels.tables().any(|t| {
-        !numbers.contains(&t.number) && t.overlaps(smallest, largest) && t.min_seqno < max_seqno
-    })
+    hull_neighbours(levels, inputs)
+        .is_some_and(|(max_seqno, mut neighbours)| !neighbours.any(|t| t.min_seqno < max_seqno))
 }
 
 impl CompactionStrategy for SizeTiered {
@@ -415,7 +418,7 @@ mod tests {
         assert_eq!(task.output_level, 0);
         assert!(!task.move_only);
         assert!(task.drop_tombstones, "the inputs are every table");
-        assert_eq!(task.target_file_size, u64::MAX);
+        assert_eq!(task.target_file_size, 256 * MIB);
         assert!(task.inputs.iter().all(|&(level, _)| level == 0));
     }
 
@@ -631,10 +634,19 @@ mod tests {
                     prop_assert!(seen.insert(number), "duplicate input");
                     prop_assert!(levels.levels[0].iter().any(|t| t.number == number));
                 }
+                let bytes: u64 = levels.levels[0]
+                    .iter()
+                    .filter(|t| task.inputs.contains(&(0, t.number)))
+                    .map(|t| t.size)
+                    .sum();
                 match task.reason {
-                    CompactionReason::Minor => prop_assert!(
-                        (o.min_threshold..=o.max_threshold).contains(&task.inputs.len())
-                    ),
+                    CompactionReason::Minor => {
+                        prop_assert!(
+                            (o.min_threshold..=o.max_threshold).contains(&task.inputs.len())
+                        );
+                        // The output-size bound of the module doc bounds the job.
+                        prop_assert!(bytes < o.max_threshold as u64 * o.target_file_size);
+                    }
                     CompactionReason::Tombstone => {
                         prop_assert_eq!(task.inputs.len(), 1);
                         prop_assert!(task.drop_tombstones);

@@ -40,6 +40,8 @@ pub(crate) struct Background {
     pub(super) state: Mutex<BackgroundState>,
     /// Set while `state.error` is set.
     pub(super) failed: AtomicBool,
+    /// Set by `shut_down`: running compaction jobs stop at their next check.
+    pub(super) closing: AtomicBool,
     /// Signalled when there may be work (a memtable frozen, a version changed), or on
     /// shutdown.
     pub(super) work: Condvar,
@@ -135,6 +137,7 @@ impl Background {
     pub(crate) fn shut_down(&self) {
         let mut state = self.state.lock();
         state.shutdown = true;
+        self.closing.store(true, Ordering::Release);
         self.work.notify_all();
         self.progress.notify_all();
     }

@@ -148,6 +148,7 @@ impl DbCore {
             dir: &self.dir,
             new_file_number: &allocate,
             cache: self.cache.clone(),
+            cancelled: &|| self.background.closing.load(Ordering::Acquire),
         }
         .run()
         // The job removed its outputs; nothing names them yet.

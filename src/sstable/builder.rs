@@ -18,6 +18,11 @@
 //!    bytes. [`TableBuilder::finish`] syncs the file; until then it is not durable.
 //!    Renaming it into place and syncing the directory is the caller's job.
 //! 4. After any error the builder's output is unusable: drop it and remove the file.
+//! 5. Every block's payload is at most [`MAX_BLOCK_SIZE`], the largest the reader
+//!    accepts; that also keeps restart offsets and size prefixes within their `u32`
+//!    fields, and the framed size within [`BlockHandle::size`]. A block beyond it (only
+//!    pathological tables get there, e.g. hundreds of MiB of range tombstones) fails
+//!    with `Error::InvalidArgument` before its handle is written, never truncated.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,7 +37,7 @@ use crate::options::{Compression, Options};
 use super::block::BlockBuilder;
 use super::filter::FilterBuilder;
 use super::footer::{BlockHandle, Footer};
-use super::framing::encode_block;
+use super::framing::{MAX_BLOCK_SIZE, encode_block};
 use super::properties::Properties;
 
 /// Bytes gathered in memory before one append to the file.
@@ -208,12 +213,14 @@ impl TableBuilder {
         self.properties.created_at_secs =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let filter = std::mem::replace(&mut self.filter, FilterBuilder::new(0)).finish();
-        let filter = self.write_block(&filter, Compression::None)?;
+        let filter = self.write_block("filter", &filter, Compression::None)?;
         let tombstones = self.tombstone_block.finish();
-        let range_tombstones = self.write_block(&tombstones, self.options.compression)?;
-        let properties = self.write_block(&self.properties.encode(), Compression::None)?;
+        let range_tombstones =
+            self.write_block("range-tombstone", &tombstones, self.options.compression)?;
+        let properties =
+            self.write_block("properties", &self.properties.encode(), Compression::None)?;
         let index = self.index_block.finish();
-        let index = self.write_block(&index, self.options.compression)?;
+        let index = self.write_block("index", &index, self.options.compression)?;
         let footer = Footer { index, filter, range_tombstones, properties };
         self.out.extend_from_slice(&footer.encode());
         self.file.append(&self.out)?;
@@ -229,7 +236,7 @@ impl TableBuilder {
         }
         let (key, seqno) = (key.clone(), *seqno);
         let block = self.data_block.finish();
-        let handle = self.write_block(&block, self.options.compression)?;
+        let handle = self.write_block("data", &block, self.options.compression)?;
         let mut value = Vec::with_capacity(12);
         handle.encode_to(&mut value);
         self.index_block.add(&key, seqno, ValueKind::Put, &value);
@@ -237,13 +244,16 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Frames and buffers a block, handing full buffers to the file.
-    fn write_block(&mut self, payload: &[u8], compression: Compression) -> Result<BlockHandle> {
+    /// Frames and buffers the `what` block, handing full buffers to the file.
+    fn write_block(
+        &mut self,
+        what: &str,
+        payload: &[u8],
+        compression: Compression,
+    ) -> Result<BlockHandle> {
         let framed = encode_block(payload, compression);
-        let size = u32::try_from(framed.len())
-            .map_err(|_| Error::invalid(format!("block of {} bytes is too large", framed.len())))?;
-        let handle = BlockHandle { offset: self.offset, size };
-        self.offset += u64::from(size);
+        let handle = block_handle(what, self.offset, payload.len(), framed.len())?;
+        self.offset += u64::from(handle.size);
         self.out.extend_from_slice(&framed);
         if self.out.len() >= WRITE_BUFFER {
             self.file.append(&self.out)?;
@@ -251,6 +261,30 @@ impl TableBuilder {
         }
         Ok(handle)
     }
+}
+
+/// The handle of a block of `payload_len` bytes (`framed_len` once framed) written at
+/// `offset`, or `Error::InvalidArgument` if the format cannot hold it (invariant 5).
+fn block_handle(
+    what: &str,
+    offset: u64,
+    payload_len: usize,
+    framed_len: usize,
+) -> Result<BlockHandle> {
+    let too_large = || {
+        Error::invalid(format!(
+            "{what} block of {payload_len} bytes exceeds the table format's limit of \
+             {MAX_BLOCK_SIZE} bytes per block"
+        ))
+    };
+    if payload_len > MAX_BLOCK_SIZE {
+        return Err(too_large());
+    }
+    let size = u32::try_from(framed_len).map_err(|_| too_large())?;
+    if offset.checked_add(u64::from(size)).is_none() {
+        return Err(Error::invalid(format!("table offset {offset} + {size} overflows")));
+    }
+    Ok(BlockHandle { offset, size })
 }
 
 fn check_key(key: &[u8], seqno: SeqNo) -> Result<()> {
@@ -278,6 +312,7 @@ fn widen_largest(p: &mut Properties, key: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sstable::framing::TRAILER_SIZE;
     use crate::sstable::tests::put;
     use std::io;
     use std::sync::Arc;
@@ -323,6 +358,27 @@ mod tests {
             "{appends}"
         );
         assert_eq!(syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn blocks_beyond_the_format_limits_are_refused() {
+        let ok = block_handle("data", 7, MAX_BLOCK_SIZE, MAX_BLOCK_SIZE + 5).unwrap();
+        assert_eq!((ok.offset, ok.size as usize), (7, MAX_BLOCK_SIZE + 5));
+        // The limit is what the reader decompresses; restart offsets and size prefixes
+        // (u32) hold anything up to it.
+        const _: () = assert!(MAX_BLOCK_SIZE + TRAILER_SIZE < u32::MAX as usize);
+        let too_large = [
+            (0, MAX_BLOCK_SIZE + 1, 100),
+            (0, 100, u32::MAX as usize + 1),
+            (0, u32::MAX as usize + 1, u32::MAX as usize - 10),
+            (u64::MAX - 10, 100, 100),
+        ];
+        for (offset, payload, framed) in too_large {
+            let e = block_handle("index", offset, payload, framed).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        }
+        let e = block_handle("range-tombstone", 0, MAX_BLOCK_SIZE + 1, 10).unwrap_err();
+        assert!(e.to_string().contains("range-tombstone block of 536870913 bytes"), "{e}");
     }
 
     #[test]
