@@ -178,3 +178,48 @@ fn background_compaction_relieves_level0_while_a_manual_compaction_runs() {
     assert!(left < 3, "level 0 kept {left} tables while a manual compaction ran");
     db.close().unwrap();
 }
+
+/// `close()` does not wait for a long compaction to finish: the job stops at its next
+/// check (every output file, every few thousand entries), removes its outputs, and
+/// the data is all there after a reopen.
+#[test]
+fn close_cancels_a_running_compaction_at_its_next_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = GateFs::new();
+    let options = Options { auto_compaction: false, ..gated(&fs, leveled(4, 20)) };
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    // Far more entries than one check interval, so the job is stopped mid-way.
+    for part in 0..4 {
+        put_range(&db, "a", part * 10_000..(part + 1) * 10_000);
+        db.flush().unwrap();
+    }
+    let tables = db.stats().unwrap().levels[0].tables;
+
+    fs.arm();
+    let compacting = db.clone();
+    let compaction = std::thread::spawn(move || compacting.compact());
+    fs.wait_until_blocked();
+    let closing = db.clone();
+    let close = std::thread::spawn(move || closing.close());
+    // close() has begun (it waits for the job); let the job go on into the cancel.
+    while !matches!(db.put("x", "y"), Err(Error::Closed)) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fs.release();
+    close.join().unwrap().unwrap();
+    assert!(
+        matches!(compaction.join().unwrap(), Err(Error::Closed)),
+        "the compaction ran to its end after close()"
+    );
+
+    let names = common::file_names(dir.path());
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "a cancelled output is left: {names:?}");
+    let db = Db::open(dir.path(), options).unwrap();
+    assert_eq!(db.stats().unwrap().levels[0].tables, tables, "the cancelled job installed");
+    for i in (0..40_000).step_by(97) {
+        let mut k = b"a".to_vec();
+        k.extend(key(i));
+        assert_eq!(db.get(&k).unwrap().as_deref(), Some(&value(i, 1)[..]));
+    }
+    db.close().unwrap();
+}
