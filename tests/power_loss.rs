@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use aeternusdb::fs::{FaultFs, FaultKind};
+use aeternusdb::fs::{FaultFs, FaultKind, FileSystem};
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
 use common::Model;
 use rand::rngs::StdRng;
@@ -356,4 +356,19 @@ fn second_open_is_locked_with_fault_fs() {
     let fs = FaultFs::new();
     let reopen = || Db::open(DIR, options(&fs));
     check_lock(reopen().unwrap(), reopen, Path::new(DIR));
+}
+
+/// Regression (issue 8, item 5): creating a database directory did not sync its
+/// parent, so a power loss could take the whole new directory away after files in it
+/// were synced. Every directory the open created must be synced into its parent.
+#[test]
+fn new_database_directories_are_synced_into_their_parents() {
+    let fs = FaultFs::new();
+    fs.create_dir_all(Path::new("/srv")).unwrap();
+    fs.sync_dir(Path::new("/")).unwrap();
+    assert!(fs.unsynced_dirs().is_empty());
+    let dir = Path::new("/srv/data/db");
+    let db = Db::open(dir, options(&fs)).unwrap();
+    assert_eq!(fs.unsynced_dirs(), Vec::<std::path::PathBuf>::new(), "unsynced directory entries");
+    db.close().unwrap();
 }

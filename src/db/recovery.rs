@@ -1,7 +1,8 @@
 //! Opening a database: lock, manifest, tables, WAL replay, clean-up.
 //!
 //! # Steps
-//! 1. Validate options, create the directory if allowed, take the `LOCK` file.
+//! 1. Validate options, create the directory if allowed (syncing the parent of each
+//!    directory created), take the `LOCK` file.
 //! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
 //!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
 //!    new database: treating it as new would delete the data (except the leftovers of
@@ -32,6 +33,7 @@ use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
+use crate::fs::FileSystem;
 use crate::key::{Entry, SeqNo, key_prefix};
 use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
@@ -68,7 +70,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
             dir.display()
         )));
     }
-    fs.create_dir_all(dir)?;
+    create_dir_durably(&*fs, dir)?;
     let lock =
         fs.try_lock(&dir.join(LOCK_FILE))?.ok_or_else(|| Error::Locked(dir.to_path_buf()))?;
 
@@ -254,6 +256,27 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     Ok(Recovered { core, replayed_segments: segments.len() })
 }
 
+/// Creates `dir` and any missing parents, and syncs the parent of each directory it
+/// created, so a power loss cannot take the new directory (and the database in it)
+/// away after files in it were synced.
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    // Nearest first; `list_dir` tells directories apart on every `FileSystem`.
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| fs.list_dir(d).is_err())
+        .collect();
+    fs.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent)?,
+            Some(_) => fs.sync_dir(Path::new("."))?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 /// Removes tables, WAL segments, manifests and temporary files the manifest does not
 /// name: leftovers of a crash in the middle of a flush, rotation or open.
 ///
@@ -261,7 +284,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
 /// segment whose rotation failed before the manifest named it can sit between the
 /// old `last_wal` and the new one, and must go before the next open replays it.
 fn remove_unnamed_files(
-    fs: &dyn crate::fs::FileSystem,
+    fs: &dyn FileSystem,
     dir: &Path,
     state: &ManifestState,
     replayed_last_wal: u64,
