@@ -2,7 +2,8 @@
 //!
 //! # Steps
 //! 1. Validate options, create the directory if allowed (syncing the parent of each
-//!    directory created), take the `LOCK` file.
+//!    directory created), take the `LOCK` file, remove temporary files a crash left
+//!    behind (before anything is written: on a full disk they hold the space needed).
 //! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
 //!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
 //!    new database: treating it as new would delete the data (except the leftovers of
@@ -15,7 +16,8 @@
 //!    were already flushed, and checking that seqnos continue without gaps; a memtable
 //!    that fills up is frozen and flushed later. Each memtable starts from the highest
 //!    seqno seen so far (`inject_max_lsn`), so no seqno is ever reused. Only the newest
-//!    segment may end in a torn record, which is cut off the file.
+//!    segment may end in a torn record, which is cut off the file in place (no copy,
+//!    so a full disk does not stop it).
 //! 5. Start a new WAL segment, write a fresh manifest snapshot naming it, and point
 //!    `CURRENT` at it.
 //! 6. Remove every file the manifest does not name (orphans of a crash).
@@ -73,6 +75,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     create_dir_durably(&*fs, dir)?;
     let lock =
         fs.try_lock(&dir.join(LOCK_FILE))?.ok_or_else(|| Error::Locked(dir.to_path_buf()))?;
+    remove_stale_temp_files(&*fs, dir)?;
 
     let names = fs.list_dir(dir)?;
     let mut state = if fs.exists(&dir.join(CURRENT)) {
@@ -272,6 +275,19 @@ fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
             Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent)?,
             Some(_) => fs.sync_dir(Path::new("."))?,
             None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files (`*.tmp`) a crash left behind, before open writes
+/// anything: on a full disk they may hold the very space the open needs. They are
+/// never live (see [`super::files`]). The removals are not synced: one undone by a
+/// power loss is simply repeated at the next open.
+fn remove_stale_temp_files(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    for name in fs.list_dir(dir)? {
+        if classify(&name) == FileKind::Temp {
+            fs.remove_file(&dir.join(name))?;
         }
     }
     Ok(())
