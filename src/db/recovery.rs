@@ -17,7 +17,8 @@
 //!    that fills up is frozen and flushed later. Each memtable starts from the highest
 //!    seqno seen so far (`inject_max_lsn`), so no seqno is ever reused. Only the newest
 //!    segment may end in a torn record, which is cut off the file in place (no copy,
-//!    so a full disk does not stop it).
+//!    so a full disk does not stop it). Segments are read in bounded chunks and
+//!    the memtables keep slices of them, not copies.
 //! 5. Start a new WAL segment, write a fresh manifest snapshot naming it, and point
 //!    `CURRENT` at it.
 //! 6. Remove every file the manifest does not name (orphans of a crash).
@@ -172,8 +173,9 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
             options.wal_recovery,
             |record| {
                 seqnos.check(record, std::mem::take(&mut first_in_segment))?;
-                let payload = Bytes::copy_from_slice(record);
-                pending.add_group(&payload, flushed_through, &active).map_err(|offset| {
+                // Keys and values are slices of the record (of the replay's read chunk):
+                // no copy.
+                pending.add_group(record, flushed_through, &active).map_err(|offset| {
                     Corruption::new(offset as u64, "WAL record holds an undecodable batch")
                         .in_file(std::path::PathBuf::new())
                 })?;
@@ -393,7 +395,10 @@ impl SeqnoContinuity {
 /// consecutive seqno ranges.
 #[derive(Default)]
 struct ReplayBuffer {
-    entries: Vec<Entry>,
+    /// Each entry with its key's inline prefix, computed once: comparing prefixes
+    /// first avoids most pointer chases while sorting. Kept in this one vector (not
+    /// paired up at sort time) so replay holds one entry list, not two.
+    entries: Vec<(u128, Entry)>,
     bytes: usize,
 }
 
@@ -414,7 +419,7 @@ impl ReplayBuffer {
             match op {
                 BatchOp::Point { key, kind, value } => {
                     self.bytes += Memtable::footprint(key.len(), value.len());
-                    self.entries.push(Entry { key, seqno, kind, value });
+                    self.entries.push((key_prefix(&key), Entry { key, seqno, kind, value }));
                 }
                 BatchOp::RangeDelete { start, end } => {
                     memtable.insert_range_tombstone(start, end, seqno)
@@ -426,11 +431,9 @@ impl ReplayBuffer {
 
     /// Sorts the buffered entries and inserts them into `memtable`.
     fn insert_into(&mut self, memtable: &Memtable) {
-        // Comparing inline key prefixes first avoids most pointer chases while sorting.
-        let mut keyed: Vec<(u128, Entry)> =
-            self.entries.drain(..).map(|e| (key_prefix(&e.key), e)).collect();
+        let keyed = &mut self.entries;
         keyed.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.cmp_internal(b)));
-        for (_, entry) in keyed {
+        for (_, entry) in keyed.drain(..) {
             memtable.insert(entry.key, entry.seqno, entry.kind, entry.value);
         }
         self.bytes = 0;

@@ -27,6 +27,7 @@
 //!    which recovery removes without replaying it).
 
 mod reader;
+mod stream;
 mod writer;
 
 pub use reader::{ReplayOutcome, replay_segment};

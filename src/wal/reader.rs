@@ -17,14 +17,23 @@
 //! 4. Damage before the tail is [`Error::Corruption`] with the file and offset under
 //!    [`WalRecovery::Strict`]. Under [`WalRecovery::SkipDamagedTail`] the segment's
 //!    replay stops at the damage, and [`ReplayOutcome::skipped_damage`] reports it.
+//! 5. The segment is read in chunks of [`REPLAY_CHUNK`] bytes (a longer record is read
+//!    whole), and payloads are handed out as slices of those chunks, not copies.
 
 use std::path::Path;
 
+use bytes::Bytes;
+
+use super::stream::{ChunkRead, ChunkedLogReader, all_zero_from};
 use super::{SEGMENT_HEADER_LEN, check_header, segment_file_name};
 use crate::error::{Corruption, Error, Result};
 use crate::fs::FileSystem;
-use crate::log_record::{HEADER_LEN, LogEnd, LogRead, LogReader};
+use crate::log_record::{HEADER_LEN, LogEnd};
 use crate::options::WalRecovery;
+
+/// Bytes of a segment read at a time during replay. Records keep their chunk alive
+/// until they leave the memtable, so this is also the granularity of that memory.
+const REPLAY_CHUNK: usize = 1 << 20;
 
 /// What replaying one segment found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,7 +55,8 @@ pub struct ReplayOutcome {
 /// Replays segment `number` of database `db_id` in `dir`, calling `on_record` with each
 /// record's payload in order.
 ///
-/// The segment is read into memory whole (segments are bounded by the memtable size).
+/// The segment is read in chunks of [`REPLAY_CHUNK`] bytes; a payload is a slice of
+/// its chunk, so keeping it costs no copy.
 /// `is_last` says whether this is the newest segment, the only one allowed a torn tail.
 /// An error from `on_record` stops the replay and is returned; if it is an
 /// [`Error::Corruption`] with an empty file name, the segment's path is filled in and
@@ -58,15 +68,17 @@ pub fn replay_segment(
     db_id: uuid::Uuid,
     is_last: bool,
     mode: WalRecovery,
-    mut on_record: impl FnMut(&[u8]) -> Result<()>,
+    mut on_record: impl FnMut(&Bytes) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     let path = dir.join(segment_file_name(number));
-    let data = fs.read_all(&path)?;
+    let file = fs.open(&path)?;
     let mut outcome = ReplayOutcome::default();
 
-    if let Err(mut damage) = check_header(&data, number, db_id) {
-        let short = data.len() < SEGMENT_HEADER_LEN;
-        let zeros = !short && data.iter().all(|&b| b == 0);
+    let mut header = vec![0u8; file.len().min(SEGMENT_HEADER_LEN as u64) as usize];
+    file.read_exact_at(&mut header, 0)?;
+    if let Err(mut damage) = check_header(&header, number, db_id) {
+        let short = header.len() < SEGMENT_HEADER_LEN;
+        let zeros = !short && all_zero_from(&*file, 0, REPLAY_CHUNK)?;
         if zeros {
             damage = Corruption::new(0, "segment holds only zero bytes, no header");
         }
@@ -79,15 +91,15 @@ pub fn replay_segment(
         return Err(damage.in_file(&path));
     }
 
-    let mut reader = LogReader::new(&data, SEGMENT_HEADER_LEN);
+    let mut reader = ChunkedLogReader::new(file, SEGMENT_HEADER_LEN as u64, REPLAY_CHUNK);
     let end = loop {
-        match reader.read() {
-            LogRead::Record { offset, payload } => {
-                on_record(payload).map_err(|e| locate(e, &path, offset))?;
+        match reader.read()? {
+            ChunkRead::Record { offset, payload } => {
+                on_record(&payload).map_err(|e| locate(e, &path, offset))?;
                 outcome.records += 1;
                 outcome.bytes += payload.len() as u64;
             }
-            LogRead::End(end) => break end,
+            ChunkRead::End(end) => break end,
         }
     };
     outcome.valid_len = reader.position();
@@ -264,6 +276,33 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let result = replay(dir.path(), 2, id, true, WalRecovery::SkipDamagedTail);
         expect_corruption(result, &path);
+    }
+
+    /// Records longer than a read chunk, and many records spanning chunk boundaries,
+    /// replay exactly (the segment is streamed, not read whole).
+    #[test]
+    fn records_spanning_read_chunks_replay_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let mut w = WalWriter::create(&OsFs, dir.path(), 3, id).unwrap();
+        let sizes = [10, REPLAY_CHUNK - 30, 100, 3 * REPLAY_CHUNK + 7, 0, REPLAY_CHUNK, 5];
+        let payloads: Vec<Vec<u8>> =
+            sizes.iter().enumerate().map(|(i, &n)| vec![i as u8 + 1; n]).collect();
+        for p in &payloads {
+            w.append(p).unwrap();
+        }
+        w.sync().unwrap();
+        let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
+        assert!(seen == payloads, "payloads differ");
+        assert_eq!(outcome.valid_len, w.size());
+        // A torn copy of the last record after them is still a torn tail.
+        let path = w.path().to_path_buf();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[9u8; 10]); // an incomplete record header
+        std::fs::write(&path, &bytes).unwrap();
+        let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
+        assert_eq!(seen.len(), payloads.len());
+        assert_eq!(outcome.torn_tail, Some(w.size()));
     }
 
     #[test]
