@@ -12,10 +12,10 @@
 //! torn record:
 //! 1. Truncating it at length `L` is indistinguishable from a crash before the
 //!    records past `L` were written. The result must be exactly the state after the
-//!    last write whose record ends at or before `L` (the empty state of the segment if
-//!    `L` is inside the 40-byte segment header). The writes were acknowledged with
+//!    last write whose record ends at or before `L`. The writes were acknowledged with
 //!    `sync`, so this loses acknowledged data; no log format without an out-of-band
-//!    length can avoid it.
+//!    length can avoid it. An `L` inside the 40-byte segment header is corruption,
+//!    though: the header was synced before the manifest named the segment.
 //! 2. A flip inside its *last* record's payload or payload checksum makes that record
 //!    look like a torn append (bad payload checksum followed by nothing); it may be
 //!    dropped, giving the state before the last write.
@@ -31,7 +31,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use aeternusdb::{Db, Error, Options};
+use aeternusdb::{Db, Error, Options, WalRecovery};
+
+/// Bytes in a WAL segment header.
+const SEGMENT_HEADER_LEN: usize = 40;
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -249,6 +252,8 @@ fn allowed_states<'a>(fixture: &'a Fixture, name: &str, damage: Damage) -> Vec<&
     if name == fixture.newest_wal {
         let tail = &fixture.tail;
         match damage {
+            // The header was synced before the segment was named: only corruption.
+            Damage::Truncate { len } if len < SEGMENT_HEADER_LEN => return Vec::new(),
             Damage::Truncate { len } => {
                 // Exactly the writes whose records end at or before the cut.
                 let kept = tail.iter().rposition(|(size, _)| *size <= len as u64).unwrap_or(0);
@@ -488,23 +493,59 @@ fn torn_tail_survives_two_reopens() {
     }
 }
 
-/// A newest WAL segment left empty by a crash right after its creation must not stop
-/// the open after next, when it is no longer the newest.
+/// Regression (issue 8, item 4): a newest WAL segment cut inside its header or zeroed
+/// was replayed as empty, so a strict open silently dropped its records. Its header
+/// was synced before the manifest named it, so this is damage: a strict open reports
+/// it; salvage skips it (losing that segment's writes, nothing else), and the
+/// segment, recreated empty, no longer stops later strict opens.
 #[test]
-fn empty_newest_segment_survives_two_reopens() {
-    let dir = tempdir();
-    let db = Db::open(dir.path(), options()).unwrap();
-    db.put("a", "1").unwrap();
-    db.close().unwrap();
-    // The second open starts a new, still empty segment; empty it completely.
-    let db = Db::open(dir.path(), options()).unwrap();
-    db.close().unwrap();
-    let wal = dir.path().join(newest_wal(dir.path()));
-    std::fs::write(&wal, b"").unwrap();
-    for round in 0..3 {
-        let db = Db::open(dir.path(), options()).unwrap();
-        assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "round {round}");
-        db.put(format!("b{round}"), "2").unwrap();
+fn zeroed_or_header_cut_newest_segment_is_corruption_unless_salvaging() {
+    let fixture = flushed();
+    let before_segment = &fixture.tail[0].1;
+    let original = std::fs::read(fixture.dir.path().join(&fixture.newest_wal)).unwrap();
+    let damaged: [(&str, Vec<u8>); 3] = [
+        ("empty", Vec::new()),
+        ("cut inside the header", original[..SEGMENT_HEADER_LEN - 1].to_vec()),
+        ("zeroed", vec![0; original.len()]),
+    ];
+    for (what, bytes) in damaged {
+        let copy = tempdir();
+        copy_dir(fixture.dir.path(), copy.path());
+        let wal = copy.path().join(&fixture.newest_wal);
+        std::fs::write(&wal, bytes).unwrap();
+        match observe(copy.path(), &fixture.keys) {
+            Err(Error::Corruption { file, offset: 0, .. }) if file == wal => {}
+            other => panic!("{what}: expected corruption in {wal:?}, got {:?}", other.err()),
+        }
+        let salvage = Options { wal_recovery: WalRecovery::SkipDamagedTail, ..options() };
+        let db = Db::open(copy.path(), salvage).unwrap_or_else(|e| panic!("{what}: {e}"));
+        for k in &fixture.keys {
+            assert_eq!(db.get(k).unwrap().map(|v| v.to_vec()).as_ref(), before_segment.get(k));
+        }
+        db.put("after", "salvage").unwrap();
         db.close().unwrap();
+        for round in 0..2 {
+            let db = Db::open(copy.path(), options())
+                .unwrap_or_else(|e| panic!("{what}: strict reopen {round}: {e}"));
+            assert_eq!(db.get("after").unwrap().as_deref(), Some(&b"salvage"[..]), "{what}");
+            db.close().unwrap();
+        }
+    }
+}
+
+/// A WAL segment created but never named by the manifest (a crash in a rotation or
+/// an open before the manifest edit) may be empty or torn inside its header: it is
+/// not replayed, only removed.
+#[test]
+fn unnamed_torn_segment_is_removed_not_replayed() {
+    let fixture = flushed();
+    for bytes in [&b""[..], &[0u8; 17][..], &[0u8; 4096][..]] {
+        let copy = tempdir();
+        copy_dir(fixture.dir.path(), copy.path());
+        let unnamed = copy.path().join("999990.wal");
+        std::fs::write(&unnamed, bytes).unwrap();
+        let observed = observe(copy.path(), &fixture.keys).unwrap();
+        assert!(observed.matches(&fixture.keys, &fixture.full));
+        assert!(!unnamed.exists(), "the unnamed segment was not removed");
     }
 }

@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use aeternusdb::fs::{FaultFs, FaultKind};
+use aeternusdb::fs::{FaultFs, FaultKind, FileSystem};
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
 use common::Model;
 use rand::rngs::StdRng;
@@ -356,4 +356,91 @@ fn second_open_is_locked_with_fault_fs() {
     let fs = FaultFs::new();
     let reopen = || Db::open(DIR, options(&fs));
     check_lock(reopen().unwrap(), reopen, Path::new(DIR));
+}
+
+/// Regression (issue 8, item 5): creating a database directory did not sync its
+/// parent, so a power loss could take the whole new directory away after files in it
+/// were synced. Every directory the open created must be synced into its parent.
+#[test]
+fn new_database_directories_are_synced_into_their_parents() {
+    let fs = FaultFs::new();
+    fs.create_dir_all(Path::new("/srv")).unwrap();
+    fs.sync_dir(Path::new("/")).unwrap();
+    assert!(fs.unsynced_dirs().is_empty());
+    let dir = Path::new("/srv/data/db");
+    let db = Db::open(dir, options(&fs)).unwrap();
+    assert_eq!(fs.unsynced_dirs(), Vec::<std::path::PathBuf>::new(), "unsynced directory entries");
+    db.close().unwrap();
+}
+
+/// The newest WAL segment of `fs`'s database.
+fn newest_segment(fs: &FaultFs) -> std::path::PathBuf {
+    let segments =
+        fs.file_names().into_iter().filter(|p| p.extension().is_some_and(|e| e == "wal"));
+    segments.max().expect("a WAL segment")
+}
+
+/// Regression (issue 8, item 6): recovery cut a torn WAL tail by copying the valid
+/// prefix of the segment to a `.tmp` file, which needs free space the size of the
+/// segment (on a full disk the open could never succeed). The tail is now cut in
+/// place: the open creates no more files than an open without a torn tail, and the
+/// cut is durable.
+#[test]
+fn torn_tail_is_cut_in_place_without_creating_a_file() {
+    let fs = FaultFs::new();
+    let db = open(&fs);
+    for i in 0..20 {
+        db.put(common::key(i), "synced").unwrap();
+    }
+    db.sync_wal().unwrap();
+    let wal = newest_segment(&fs);
+    let valid = fs.read_all(&wal).unwrap().len();
+    fs.tear_next_write(30);
+    db.put("torn", "x".repeat(100)).expect_err("a torn write succeeded");
+    // A process crash: the torn bytes stay.
+    fs.release_locks();
+    drop(db);
+    assert_eq!(fs.read_all(&wal).unwrap().len(), valid + 30);
+
+    let creates = fs.count(FaultKind::Create);
+    let db = open(&fs);
+    let with_torn_tail = fs.count(FaultKind::Create) - creates;
+    assert_eq!(fs.read_all(&wal).unwrap().len(), valid, "the torn tail was not cut");
+    assert_eq!(db.get(common::key(19)).unwrap().as_deref(), Some(&b"synced"[..]));
+    db.close().unwrap();
+    let creates = fs.count(FaultKind::Create);
+    open(&fs).close().unwrap();
+    let without = fs.count(FaultKind::Create) - creates;
+    assert_eq!(with_torn_tail, without, "cutting the torn tail created a file");
+
+    fs.power_loss();
+    assert_eq!(fs.read_all(&wal).unwrap().len(), valid, "the cut is durable");
+    let db = open(&fs);
+    assert_eq!(db.get(common::key(19)).unwrap().as_deref(), Some(&b"synced"[..]));
+    db.close().unwrap();
+}
+
+/// Regression (issue 8, item 6): temporary files a crash left behind were removed only
+/// at the end of the open, after it had written a WAL segment and a manifest; on a
+/// full disk they held the space those writes needed. They are now removed before
+/// the open writes anything: here the open's first file creation fails, and the
+/// stale files are gone all the same.
+#[test]
+fn stale_temp_files_are_removed_before_open_writes() {
+    let fs = FaultFs::new();
+    open(&fs).close().unwrap();
+    let stale = [Path::new(DIR).join("000099.sst.tmp"), Path::new(DIR).join("CURRENT.tmp")];
+    for path in &stale {
+        let mut file = fs.create(path).unwrap();
+        file.append(&[7; 4096]).unwrap();
+        file.sync().unwrap();
+    }
+    fs.sync_dir(Path::new(DIR)).unwrap();
+    fs.fail_after(FaultKind::Create, 0);
+    Db::open(DIR, options(&fs)).expect_err("the open's first create was to fail");
+    for path in &stale {
+        assert!(!fs.exists(path), "{} survived a failed open", path.display());
+    }
+    fs.clear_faults();
+    open(&fs).close().unwrap();
 }

@@ -6,7 +6,7 @@
 //! 000001.wal        WAL segments
 //! MANIFEST-000002   log of version edits
 //! 000003.sst        SSTables
-//! *.tmp             files being written; never live, removed on open
+//! *.tmp             files being written; never live, removed first thing at open
 //! ```
 //! All numbers come from one counter (`next_file_number` in the manifest), so no two
 //! files ever share a number. Part of the on-disk layout: never change.

@@ -1,7 +1,9 @@
 //! Opening a database: lock, manifest, tables, WAL replay, clean-up.
 //!
 //! # Steps
-//! 1. Validate options, create the directory if allowed, take the `LOCK` file.
+//! 1. Validate options, create the directory if allowed (syncing the parent of each
+//!    directory created), take the `LOCK` file, remove temporary files a crash left
+//!    behind (before anything is written: on a full disk they hold the space needed).
 //! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
 //!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
 //!    new database: treating it as new would delete the data (except the leftovers of
@@ -14,7 +16,9 @@
 //!    were already flushed, and checking that seqnos continue without gaps; a memtable
 //!    that fills up is frozen and flushed later. Each memtable starts from the highest
 //!    seqno seen so far (`inject_max_lsn`), so no seqno is ever reused. Only the newest
-//!    segment may end in a torn record, which is cut off the file.
+//!    segment may end in a torn record, which is cut off the file in place (no copy,
+//!    so a full disk does not stop it). Segments are read in bounded chunks and
+//!    the memtables keep slices of them, not copies.
 //! 5. Start a new WAL segment, write a fresh manifest snapshot naming it, and point
 //!    `CURRENT` at it.
 //! 6. Remove every file the manifest does not name (orphans of a crash).
@@ -32,6 +36,7 @@ use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
+use crate::fs::FileSystem;
 use crate::key::{Entry, SeqNo, key_prefix};
 use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
@@ -68,9 +73,10 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
             dir.display()
         )));
     }
-    fs.create_dir_all(dir)?;
+    create_dir_durably(&*fs, dir)?;
     let lock =
         fs.try_lock(&dir.join(LOCK_FILE))?.ok_or_else(|| Error::Locked(dir.to_path_buf()))?;
+    remove_stale_temp_files(&*fs, dir)?;
 
     let names = fs.list_dir(dir)?;
     let mut state = if fs.exists(&dir.join(CURRENT)) {
@@ -167,8 +173,9 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
             options.wal_recovery,
             |record| {
                 seqnos.check(record, std::mem::take(&mut first_in_segment))?;
-                let payload = Bytes::copy_from_slice(record);
-                pending.add_group(&payload, flushed_through, &active).map_err(|offset| {
+                // Keys and values are slices of the record (of the replay's read chunk):
+                // no copy.
+                pending.add_group(record, flushed_through, &active).map_err(|offset| {
                     Corruption::new(offset as u64, "WAL record holds an undecodable batch")
                         .in_file(std::path::PathBuf::new())
                 })?;
@@ -254,6 +261,40 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     Ok(Recovered { core, replayed_segments: segments.len() })
 }
 
+/// Creates `dir` and any missing parents, and syncs the parent of each directory it
+/// created, so a power loss cannot take the new directory (and the database in it)
+/// away after files in it were synced.
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    // Nearest first; `list_dir` tells directories apart on every `FileSystem`.
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| fs.list_dir(d).is_err())
+        .collect();
+    fs.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent)?,
+            Some(_) => fs.sync_dir(Path::new("."))?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files (`*.tmp`) a crash left behind, before open writes
+/// anything: on a full disk they may hold the very space the open needs. They are
+/// never live (see [`super::files`]). The removals are not synced: one undone by a
+/// power loss is simply repeated at the next open.
+fn remove_stale_temp_files(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    for name in fs.list_dir(dir)? {
+        if classify(&name) == FileKind::Temp {
+            fs.remove_file(&dir.join(name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes tables, WAL segments, manifests and temporary files the manifest does not
 /// name: leftovers of a crash in the middle of a flush, rotation or open.
 ///
@@ -261,7 +302,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
 /// segment whose rotation failed before the manifest named it can sit between the
 /// old `last_wal` and the new one, and must go before the next open replays it.
 fn remove_unnamed_files(
-    fs: &dyn crate::fs::FileSystem,
+    fs: &dyn FileSystem,
     dir: &Path,
     state: &ManifestState,
     replayed_last_wal: u64,
@@ -354,7 +395,10 @@ impl SeqnoContinuity {
 /// consecutive seqno ranges.
 #[derive(Default)]
 struct ReplayBuffer {
-    entries: Vec<Entry>,
+    /// Each entry with its key's inline prefix, computed once: comparing prefixes
+    /// first avoids most pointer chases while sorting. Kept in this one vector (not
+    /// paired up at sort time) so replay holds one entry list, not two.
+    entries: Vec<(u128, Entry)>,
     bytes: usize,
 }
 
@@ -375,7 +419,7 @@ impl ReplayBuffer {
             match op {
                 BatchOp::Point { key, kind, value } => {
                     self.bytes += Memtable::footprint(key.len(), value.len());
-                    self.entries.push(Entry { key, seqno, kind, value });
+                    self.entries.push((key_prefix(&key), Entry { key, seqno, kind, value }));
                 }
                 BatchOp::RangeDelete { start, end } => {
                     memtable.insert_range_tombstone(start, end, seqno)
@@ -387,11 +431,9 @@ impl ReplayBuffer {
 
     /// Sorts the buffered entries and inserts them into `memtable`.
     fn insert_into(&mut self, memtable: &Memtable) {
-        // Comparing inline key prefixes first avoids most pointer chases while sorting.
-        let mut keyed: Vec<(u128, Entry)> =
-            self.entries.drain(..).map(|e| (key_prefix(&e.key), e)).collect();
+        let keyed = &mut self.entries;
         keyed.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.cmp_internal(b)));
-        for (_, entry) in keyed {
+        for (_, entry) in keyed.drain(..) {
             memtable.insert(entry.key, entry.seqno, entry.kind, entry.value);
         }
         self.bytes = 0;

@@ -17,8 +17,13 @@
 //! - [`FileSystem::create`] always makes a new, empty file and points the name at it;
 //!   the file that name pointed to before (if any) stays intact in the durable
 //!   namespace until the directory is synced.
-//! - **Directories** made by [`FileSystem::create_dir_all`] are durable at once (a
-//!   simplification: the engine creates its directory before anything else).
+//! - **Directories** made by [`FileSystem::create_dir_all`] survive a power loss (a
+//!   simplification: the engine creates its directory before anything else). What a
+//!   real filesystem needs for that is recorded, though: a new directory's entry in
+//!   its parent is durable only once the parent is synced, and
+//!   [`FaultFs::unsynced_dirs`] lists the directories still waiting for that.
+//! - [`FileSystem::set_len`] cuts a file and syncs it: the cut survives a power loss,
+//!   and so does every byte before it.
 //! - [`FaultFs::power_loss`] replaces the live namespace with the durable one,
 //!   truncates every file to its synced length, kills every open [`WritableFile`]
 //!   (further appends and syncs fail) and releases every lock.
@@ -97,6 +102,8 @@ struct State {
     durable: BTreeMap<PathBuf, InodeRef>,
     /// Directories (always durable).
     dirs: BTreeSet<PathBuf>,
+    /// Directories created whose entry no `sync_dir` of their parent made durable.
+    unsynced_dirs: BTreeSet<PathBuf>,
     /// Locked paths and the token of the lock holding each.
     locks: HashMap<PathBuf, u64>,
     next_lock_token: u64,
@@ -264,6 +271,12 @@ impl FaultFs {
         Ok(())
     }
 
+    /// The directories made by [`FileSystem::create_dir_all`] whose entry in their
+    /// parent is not durable yet (no `sync_dir` of the parent since), sorted.
+    pub fn unsynced_dirs(&self) -> Vec<PathBuf> {
+        self.state.lock().unsynced_dirs.iter().cloned().collect()
+    }
+
     /// Every live file's path, sorted.
     pub fn file_names(&self) -> Vec<PathBuf> {
         self.state.lock().live.keys().cloned().collect()
@@ -292,7 +305,11 @@ impl FileSystem for FaultFs {
         if state.live.contains_key(dir) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file has that name"));
         }
-        state.dirs.extend(dir.ancestors().map(Path::to_path_buf));
+        for ancestor in dir.ancestors() {
+            if state.dirs.insert(ancestor.to_path_buf()) && ancestor.parent().is_some() {
+                state.unsynced_dirs.insert(ancestor.to_path_buf());
+            }
+        }
         Ok(())
     }
 
@@ -352,13 +369,27 @@ impl FileSystem for FaultFs {
             return Err(not_found(dir));
         }
         state.begin(FaultKind::SyncDir)?;
-        let State { live, durable, .. } = &mut *state;
+        let State { live, durable, unsynced_dirs, .. } = &mut *state;
+        unsynced_dirs.retain(|path| !is_in_dir(path, dir));
         durable.retain(|path, _| !is_in_dir(path, dir));
         durable.extend(
             live.iter()
                 .filter(|(path, _)| is_in_dir(path, dir))
                 .map(|(path, inode)| (path.clone(), Arc::clone(inode))),
         );
+        Ok(())
+    }
+
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        let state = self.state.lock();
+        let mut inode = state.live_file(path)?.lock();
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= inode.data.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
+        inode.data.truncate(len);
+        // The cut is followed by a sync of the whole file.
+        inode.synced_len = len;
         Ok(())
     }
 

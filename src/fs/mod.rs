@@ -12,6 +12,8 @@
 //!   makes creations, renames and removals in a directory durable. Until both have
 //!   happened, a power loss may undo them.
 //! - [`FileSystem::rename`] replaces the target atomically.
+//! - [`FileSystem::set_len`] cuts a file in place and syncs it: the cut and the bytes
+//!   before it are durable when it returns.
 
 mod fault;
 
@@ -40,6 +42,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Makes the directory's entries durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Cuts the file at `path` to its first `len` bytes in place and makes the file
+    /// durable (its bytes and new length), creating nothing: recovery cuts a torn WAL
+    /// tail this way, which works on a full disk. A `len` past the end is
+    /// `InvalidInput`.
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Takes an exclusive lock on `path` (creating it), or `Ok(None)` if another
     /// handle, in this process or another, holds it. Dropping the lock releases it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>>;
@@ -187,6 +194,15 @@ impl FileSystem for OsFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        if len > file.metadata()?.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"));
+        }
+        file.set_len(len)?;
+        file.sync_all()
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {

@@ -545,6 +545,9 @@ mod tests {
         fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
             OsFs.sync_dir(dir)
         }
+        fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
+            OsFs.set_len(path, len)
+        }
         fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn crate::fs::FileLock>>> {
             OsFs.try_lock(path)
         }

@@ -21,10 +21,13 @@
 //!    from another database or a renamed file is detected on replay.
 //! 2. [`WalWriter::create`] syncs the header and the directory entry before returning,
 //!    and a segment is synced before the next one is created. Therefore only the last
-//!    segment can legitimately end in a torn record, and only the last one can be
-//!    shorter than its header (a crash during creation).
+//!    segment can legitimately end in a torn record. No segment the manifest names can
+//!    be shorter than its header: rotation and open name a segment only after
+//!    [`WalWriter::create`] returned (a crash during creation leaves an unnamed one,
+//!    which recovery removes without replaying it).
 
 mod reader;
+mod stream;
 mod writer;
 
 pub use reader::{ReplayOutcome, replay_segment};

@@ -4,8 +4,12 @@
 //! 1. The header must match (magic, version, checksum, database uuid, and the number
 //!    in the file name); otherwise the segment is [`Error::Corruption`] naming the file,
 //!    in every [`WalRecovery`] mode: a foreign or renamed file is never replayed.
-//!    Exception: the *last* segment may be shorter than its header, or all zero bytes,
-//!    because a crash while creating it leaves exactly that. It replays as empty.
+//!    That includes a segment shorter than its header or holding only zero bytes, even
+//!    the last one: a crash while creating a segment leaves exactly that, but every
+//!    segment the manifest names had its header synced before it was named (rotation
+//!    and open create the segment, then write the manifest edit), and recovery never
+//!    replays an unnamed one. Only under [`WalRecovery::SkipDamagedTail`] is such a
+//!    *last* segment skipped (reported in [`ReplayOutcome::skipped_damage`], offset 0).
 //! 2. Records are replayed in file order; each one passed its checksums.
 //! 3. A torn tail (see [`crate::log_record`]) is dropped only in the last segment.
 //!    Earlier segments were synced before the next one was created, so a torn record
@@ -13,14 +17,23 @@
 //! 4. Damage before the tail is [`Error::Corruption`] with the file and offset under
 //!    [`WalRecovery::Strict`]. Under [`WalRecovery::SkipDamagedTail`] the segment's
 //!    replay stops at the damage, and [`ReplayOutcome::skipped_damage`] reports it.
+//! 5. The segment is read in chunks of [`REPLAY_CHUNK`] bytes (a longer record is read
+//!    whole), and payloads are handed out as slices of those chunks, not copies.
 
 use std::path::Path;
 
+use bytes::Bytes;
+
+use super::stream::{ChunkRead, ChunkedLogReader, all_zero_from};
 use super::{SEGMENT_HEADER_LEN, check_header, segment_file_name};
 use crate::error::{Corruption, Error, Result};
 use crate::fs::FileSystem;
-use crate::log_record::{HEADER_LEN, LogEnd, LogRead, LogReader};
+use crate::log_record::{HEADER_LEN, LogEnd};
 use crate::options::WalRecovery;
+
+/// Bytes of a segment read at a time during replay. Records keep their chunk alive
+/// until they leave the memtable, so this is also the granularity of that memory.
+const REPLAY_CHUNK: usize = 1 << 20;
 
 /// What replaying one segment found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +42,8 @@ pub struct ReplayOutcome {
     pub records: u64,
     /// Payload bytes handed to the callback.
     pub bytes: u64,
-    /// Offset just past the last replayed record (the header's end if there was none).
+    /// Offset just past the last replayed record (the header's end if there was none;
+    /// 0 if the header itself was skipped as damage).
     pub valid_len: u64,
     /// Where a torn tail started, if one was dropped (only ever in the last segment).
     pub torn_tail: Option<u64>,
@@ -41,7 +55,8 @@ pub struct ReplayOutcome {
 /// Replays segment `number` of database `db_id` in `dir`, calling `on_record` with each
 /// record's payload in order.
 ///
-/// The segment is read into memory whole (segments are bounded by the memtable size).
+/// The segment is read in chunks of [`REPLAY_CHUNK`] bytes; a payload is a slice of
+/// its chunk, so keeping it costs no copy.
 /// `is_last` says whether this is the newest segment, the only one allowed a torn tail.
 /// An error from `on_record` stops the replay and is returned; if it is an
 /// [`Error::Corruption`] with an empty file name, the segment's path is filled in and
@@ -53,28 +68,38 @@ pub fn replay_segment(
     db_id: uuid::Uuid,
     is_last: bool,
     mode: WalRecovery,
-    mut on_record: impl FnMut(&[u8]) -> Result<()>,
+    mut on_record: impl FnMut(&Bytes) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     let path = dir.join(segment_file_name(number));
-    let data = fs.read_all(&path)?;
+    let file = fs.open(&path)?;
     let mut outcome = ReplayOutcome::default();
 
-    let torn_creation = data.len() < SEGMENT_HEADER_LEN || data.iter().all(|&b| b == 0);
-    if is_last && torn_creation {
-        outcome.torn_tail = (!data.is_empty()).then_some(0);
-        return Ok(outcome);
+    let mut header = vec![0u8; file.len().min(SEGMENT_HEADER_LEN as u64) as usize];
+    file.read_exact_at(&mut header, 0)?;
+    if let Err(mut damage) = check_header(&header, number, db_id) {
+        let short = header.len() < SEGMENT_HEADER_LEN;
+        let zeros = !short && all_zero_from(&*file, 0, REPLAY_CHUNK)?;
+        if zeros {
+            damage = Corruption::new(0, "segment holds only zero bytes, no header");
+        }
+        // What a crash while creating the segment leaves: damage here (see the module
+        // docs), which salvage may skip in the last segment only.
+        if (short || zeros) && is_last && matches!(mode, WalRecovery::SkipDamagedTail) {
+            outcome.skipped_damage = Some(damage);
+            return Ok(outcome);
+        }
+        return Err(damage.in_file(&path));
     }
-    check_header(&data, number, db_id).map_err(|c| c.in_file(&path))?;
 
-    let mut reader = LogReader::new(&data, SEGMENT_HEADER_LEN);
+    let mut reader = ChunkedLogReader::new(file, SEGMENT_HEADER_LEN as u64, REPLAY_CHUNK);
     let end = loop {
-        match reader.read() {
-            LogRead::Record { offset, payload } => {
-                on_record(payload).map_err(|e| locate(e, &path, offset))?;
+        match reader.read()? {
+            ChunkRead::Record { offset, payload } => {
+                on_record(&payload).map_err(|e| locate(e, &path, offset))?;
                 outcome.records += 1;
                 outcome.bytes += payload.len() as u64;
             }
-            LogRead::End(end) => break end,
+            ChunkRead::End(end) => break end,
         }
     };
     outcome.valid_len = reader.position();
@@ -217,23 +242,67 @@ mod tests {
         assert_eq!(expect_corruption(result, &path), 0);
     }
 
+    /// Regression (issue 8, item 4): a newest segment cut inside its header or zeroed
+    /// was replayed as empty in strict mode, losing its records silently. Every named
+    /// segment had its header synced, so it is damage; only salvage skips it.
     #[test]
-    fn short_header_is_empty_only_in_the_last_segment() {
+    fn short_or_zeroed_header_is_corruption_and_skipped_only_by_salvage() {
         let dir = tempfile::tempdir().unwrap();
         let id = uuid::Uuid::new_v4();
-        let path = write_segment(dir.path(), 2, id, 0);
+        let path = write_segment(dir.path(), 2, id, 3);
         let bytes = std::fs::read(&path).unwrap();
-        for cut in 0..SEGMENT_HEADER_LEN {
-            std::fs::write(&path, &bytes[..cut]).unwrap();
-            let (seen, _) = replay(dir.path(), 2, id, true, WalRecovery::Strict).unwrap();
-            assert!(seen.is_empty());
-            let result = replay(dir.path(), 2, id, false, WalRecovery::Strict);
+        let mut damaged: Vec<Vec<u8>> =
+            (0..SEGMENT_HEADER_LEN).map(|cut| bytes[..cut].to_vec()).collect();
+        damaged.push(vec![0u8; 4096]);
+        damaged.push(vec![0u8; bytes.len()]);
+        for data in damaged {
+            std::fs::write(&path, &data).unwrap();
+            for is_last in [true, false] {
+                let result = replay(dir.path(), 2, id, is_last, WalRecovery::Strict);
+                assert_eq!(expect_corruption(result, &path), 0, "{} bytes", data.len());
+            }
+            let result = replay(dir.path(), 2, id, false, WalRecovery::SkipDamagedTail);
             expect_corruption(result, &path);
+            let (seen, outcome) =
+                replay(dir.path(), 2, id, true, WalRecovery::SkipDamagedTail).unwrap();
+            assert!(seen.is_empty());
+            assert_eq!(outcome.valid_len, 0);
+            assert_eq!(outcome.skipped_damage.map(|c| c.offset), Some(0));
         }
-        std::fs::write(&path, [0u8; 4096]).unwrap();
-        let (seen, outcome) = replay(dir.path(), 2, id, true, WalRecovery::Strict).unwrap();
-        assert!(seen.is_empty());
-        assert_eq!(outcome.torn_tail, Some(0));
+        // A header of zeros followed by anything else is not a zeroed segment: salvage
+        // must not skip (and recovery then overwrite) what may be another file.
+        let mut data = vec![0u8; 100];
+        data[99] = 1;
+        std::fs::write(&path, &data).unwrap();
+        let result = replay(dir.path(), 2, id, true, WalRecovery::SkipDamagedTail);
+        expect_corruption(result, &path);
+    }
+
+    /// Records longer than a read chunk, and many records spanning chunk boundaries,
+    /// replay exactly (the segment is streamed, not read whole).
+    #[test]
+    fn records_spanning_read_chunks_replay_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let mut w = WalWriter::create(&OsFs, dir.path(), 3, id).unwrap();
+        let sizes = [10, REPLAY_CHUNK - 30, 100, 3 * REPLAY_CHUNK + 7, 0, REPLAY_CHUNK, 5];
+        let payloads: Vec<Vec<u8>> =
+            sizes.iter().enumerate().map(|(i, &n)| vec![i as u8 + 1; n]).collect();
+        for p in &payloads {
+            w.append(p).unwrap();
+        }
+        w.sync().unwrap();
+        let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
+        assert!(seen == payloads, "payloads differ");
+        assert_eq!(outcome.valid_len, w.size());
+        // A torn copy of the last record after them is still a torn tail.
+        let path = w.path().to_path_buf();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[9u8; 10]); // an incomplete record header
+        std::fs::write(&path, &bytes).unwrap();
+        let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
+        assert_eq!(seen.len(), payloads.len());
+        assert_eq!(outcome.torn_tail, Some(w.size()));
     }
 
     #[test]

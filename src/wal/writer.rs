@@ -40,9 +40,10 @@ impl std::fmt::Debug for WalWriter {
 ///
 /// Recovery calls this when it dropped a torn tail (or, in salvage mode, skipped
 /// damage): once newer segments exist, a torn record would no longer be at the tail
-/// of the log and the next open would rightly call it corruption. The valid prefix is
-/// copied to a temporary file, synced and renamed over the segment; a segment torn
-/// before its header was complete is recreated empty.
+/// of the log and the next open would rightly call it corruption. The file is cut in
+/// place ([`FileSystem::set_len`]), so this needs no free space: it is what lets a
+/// database reopen after the disk filled up. A segment whose header itself was
+/// skipped is recreated empty (a 40-byte file).
 pub fn truncate_segment(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -54,21 +55,7 @@ pub fn truncate_segment(
         WalWriter::create(fs, dir, number, db_id)?;
         return Ok(());
     }
-    let path = dir.join(segment_file_name(number));
-    let temp = dir.join(format!("{}.tmp", segment_file_name(number)));
-    let source = fs.open(&path)?;
-    let mut target = fs.create(&temp)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    while offset < valid_len {
-        let n = (valid_len - offset).min(buf.len() as u64) as usize;
-        source.read_exact_at(&mut buf[..n], offset)?;
-        target.append(&buf[..n])?;
-        offset += n as u64;
-    }
-    target.sync()?;
-    fs.rename(&temp, &path)?;
-    fs.sync_dir(dir)?;
+    fs.set_len(&dir.join(segment_file_name(number)), valid_len)?;
     Ok(())
 }
 
