@@ -1,11 +1,13 @@
-//! Reopening a database after its disk filled up, on a real filesystem: a 24 MiB
-//! tmpfs, mounted by the test (skipped, with a message, where mounting is not
-//! permitted).
+//! A database whose disk filled up, on a real filesystem: a 24 MiB tmpfs, mounted
+//! by each test (skipped, with a message, where mounting is not permitted). Writes
+//! fail with `Error::NoSpace` and resume once space is freed; a reopen works too.
 //!
 //! Regression (issue 8, item 6): recovery cut the torn tail a failed write leaves by
 //! copying the valid part of the segment to a `.tmp` file. On a full disk the copy
 //! failed, the `.tmp` stayed behind and ate whatever space had been freed, and every
 //! retry failed the same way: with 4 MiB freed the database never reopened.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,10 +71,20 @@ fn put_synced(db: &Db, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> aetern
 }
 
 fn is_no_space(error: &Error) -> bool {
-    let text = error.to_string().to_lowercase();
-    matches!(error, Error::Io(e) if e.raw_os_error() == Some(28))
-        || text.contains("no space")
-        || text.contains("os error 28")
+    matches!(error, Error::NoSpace { .. })
+}
+
+/// Writes synced values (`value(i)`) from `first` until one fails; returns the first
+/// that failed and its error.
+fn fill(db: &Db, first: u32, value: impl Fn(u32) -> Vec<u8>) -> (u32, Error) {
+    let mut i = first;
+    loop {
+        match put_synced(db, key(i), value(i)) {
+            Ok(()) => i += 1,
+            Err(e) => return (i, e),
+        }
+        assert!(i < 100_000, "the disk never filled up");
+    }
 }
 
 /// Fills a small tmpfs with synced writes until one fails for lack of space, frees
@@ -89,14 +101,7 @@ fn reopens_after_the_disk_filled_up() {
     std::fs::write(&filler, vec![1u8; FILLER_LEN]).unwrap();
 
     let db = Db::open(&dir, Options::default()).unwrap();
-    let mut acked = 0;
-    let error = loop {
-        match put_synced(&db, key(acked), value(acked)) {
-            Ok(()) => acked += 1,
-            Err(e) => break e,
-        }
-        assert!(acked < 100_000, "the disk never filled up");
-    };
+    let (acked, error) = fill(&db, 0, value);
     assert!(is_no_space(&error), "the write failed for another reason: {error}");
     assert!(acked > 1000, "only {acked} writes fit");
     let _ = db.close();
@@ -118,4 +123,48 @@ fn reopens_after_the_disk_filled_up() {
     assert_eq!(db.get("after").unwrap().as_deref(), Some(&b"the disk filled up"[..]));
     assert_eq!(db.get(key(acked - 1)).unwrap().as_deref(), Some(&value(acked - 1)[..]));
     db.close().unwrap();
+}
+
+/// A full disk is a soft error on a real filesystem too: writes fail with
+/// `Error::NoSpace`, reads go on, and once space is freed writes resume in the same
+/// instance, with flushes (a 1 MiB write buffer) and compactions on the way; the
+/// values are incompressible, so the tables fill the disk too.
+#[test]
+fn writes_resume_without_a_reopen_once_space_is_freed() {
+    let Some(tmpfs) = Tmpfs::mount("24m") else {
+        println!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let dir: PathBuf = tmpfs.path().join("db");
+    let filler = tmpfs.path().join("filler");
+    std::fs::write(&filler, vec![1u8; FILLER_LEN]).unwrap();
+    let options = Options { write_buffer_size: 1 << 20, ..Options::default() };
+
+    let db = Db::open(&dir, options.clone()).unwrap();
+    let (acked, error) = fill(&db, 0, noisy);
+    assert!(is_no_space(&error), "the write failed for another reason: {error}");
+    for i in (0..acked).step_by(7) {
+        assert_eq!(db.get(key(i)).unwrap().as_deref(), Some(&noisy(i)[..]), "key {i}");
+    }
+
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Err(e) = put_synced(&db, key(acked), noisy(acked)) {
+        assert!(is_no_space(&e), "{e}");
+        assert!(std::time::Instant::now() < deadline, "writes did not resume: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for i in acked + 1..acked + 100 {
+        put_synced(&db, key(i), noisy(i)).unwrap();
+    }
+    db.close().unwrap();
+    let db = Db::open(&dir, options).unwrap();
+    for i in 0..acked + 100 {
+        assert_eq!(db.get(key(i)).unwrap().as_deref(), Some(&noisy(i)[..]), "key {i}");
+    }
+    db.close().unwrap();
+}
+
+fn noisy(i: u32) -> Vec<u8> {
+    common::noise(u64::from(i), 3000)
 }

@@ -283,6 +283,10 @@ impl aeternusdb::fs::FileSystem for GateFs {
         aeternusdb::fs::OsFs.sync_dir(dir)
     }
 
+    fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
+        aeternusdb::fs::OsFs.set_len(path, len)
+    }
+
     fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn aeternusdb::fs::FileLock>>> {
         aeternusdb::fs::OsFs.try_lock(path)
     }
