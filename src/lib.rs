@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Layers, bottom up (every import points down): `key`, `coding`, `error`, `options`,
-//! `fs` → `batch`, `log_record`, `wal`, `manifest`, `memtable`, `sstable`, `cache`,
+//! `fs` → `table_cache`, `batch`, `log_record`, `wal`, `manifest`, `memtable`, `sstable`, `cache`,
 //! `tombstones`, `merge` → `compaction` (strategies and the merge job) → `version`
 //! (live sources, point lookups) → `iter` (the user iterator) → `db` (handle, write
 //! path, read path, recovery, flush and compaction threads).
@@ -52,6 +52,7 @@ pub mod memtable;
 pub mod merge;
 pub mod options;
 pub mod sstable;
+pub mod table_cache;
 pub mod tombstones;
 pub mod version;
 pub mod wal;

@@ -84,6 +84,13 @@ pub struct Options {
     /// Compact in the background when the strategy finds work (default `true`).
     /// With `false`, only `compact()` and `compact_range()` compact.
     pub auto_compaction: bool,
+    /// Table files kept open at once (default 512, at least 16); the others are closed
+    /// and reopened on demand (one `open` per miss). The database holds a few more
+    /// descriptors besides: `LOCK`, the WAL segment, the manifest, and a table being
+    /// written by each flush or compaction. Keep it below the process's descriptor limit
+    /// (`ulimit -n`): if opening any file runs out of descriptors anyway, the database
+    /// closes cached table files, retries, and keeps fewer open until reopened.
+    pub max_open_files: usize,
     /// Where files live; [`OsFs`] unless a test injects faults.
     pub fs: Arc<dyn FileSystem>,
 }
@@ -105,6 +112,7 @@ impl Default for Options {
             compaction: CompactionStrategyOptions::default(),
             compaction_threads: 1,
             auto_compaction: true,
+            max_open_files: 512,
             fs: Arc::new(OsFs),
         }
     }
@@ -127,6 +135,7 @@ impl fmt::Debug for Options {
             .field("compaction", &self.compaction)
             .field("compaction_threads", &self.compaction_threads)
             .field("auto_compaction", &self.auto_compaction)
+            .field("max_open_files", &self.max_open_files)
             .field("fs", &self.fs)
             .finish()
     }
@@ -156,6 +165,7 @@ impl Options {
             (1..=16).contains(&self.compaction_threads),
             "compaction_threads must be between 1 and 16",
         )?;
+        check(self.max_open_files >= 16, "max_open_files must be at least 16")?;
         self.compaction
             .validate()
             .map_err(|why| Error::invalid(format!("compaction options: {why}")))?;
@@ -388,6 +398,7 @@ mod tests {
             Options { max_frozen_memtables: 0, ..Options::default() },
             Options { block_size: 1, ..Options::default() },
             Options { bloom_bits_per_key: 1000, ..Options::default() },
+            Options { max_open_files: 15, ..Options::default() },
         ];
         for options in bad {
             assert!(matches!(options.validate(), Err(Error::InvalidArgument(_))), "{options:?}");

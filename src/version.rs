@@ -2,7 +2,7 @@
 //!
 //! A [`Version`] is an immutable set of open SSTables; a [`ReadView`] adds the active
 //! and frozen memtables. Both are shared by `Arc` and replaced, never mutated: a reader
-//! or iterator keeps the view it started with, and so every file in it stays open.
+//! or iterator keeps the view it started with, and so every file in it stays readable.
 //!
 //! # Invariants
 //! - Sources are ordered by their highest seqno, newest first: the active memtable,
@@ -31,8 +31,11 @@ use crate::tombstones::TombstoneIndex;
 ///
 /// Its file is deleted after [`mark_obsolete`] (a compaction replaced it) once every
 /// handle on it is gone: versions, read views and iterators hold handles, so no reader
-/// ever loses a file it still uses. A trivial move creates a new handle on the same
-/// file with [`moved_to`]; both share one deletion flag.
+/// ever loses a file it still uses. Whoever reads a [`Table`] must hold a handle on it
+/// (or a view holding one) for as long as it reads, not just the `Arc<Table>`: the
+/// table cache may have closed the table's descriptor, and a read reopens the file by
+/// its path. A trivial move creates a new handle on the same file with [`moved_to`];
+/// both share one deletion flag.
 ///
 /// [`mark_obsolete`]: TableHandle::mark_obsolete
 /// [`moved_to`]: TableHandle::moved_to

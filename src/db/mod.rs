@@ -38,6 +38,7 @@ use crate::fs::{FileLock, FileSystem};
 use crate::key::SeqNo;
 use crate::manifest::{Manifest, VersionEdit};
 use crate::options::{Options, WriteOptions};
+use crate::table_cache::TableCache;
 use crate::version::ReadView;
 
 pub use files::{FileKind, classify as classify_file_name};
@@ -55,6 +56,8 @@ pub(crate) struct DbCore {
     fs: Arc<dyn FileSystem>,
     db_id: uuid::Uuid,
     cache: Arc<BlockCache>,
+    /// The open table files (`fs` reads tables through it).
+    table_cache: Arc<TableCache>,
     /// What readers see; replaced under `install_lock`.
     view: ArcSwap<ReadView>,
     install_lock: Mutex<()>,

@@ -42,6 +42,7 @@ use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::{CompactionStrategyOptions, Options};
 use crate::sstable::{Table, table_file_name};
+use crate::table_cache::CachingFs;
 use crate::version::{ReadView, TableHandle, Version};
 use crate::wal::{
     ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
@@ -66,7 +67,9 @@ pub(super) struct Recovered {
 
 pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     options.validate()?;
-    let fs = options.fs.clone();
+    let caching_fs = CachingFs::new(options.fs.clone(), options.max_open_files);
+    let table_cache = caching_fs.table_cache().clone();
+    let fs: Arc<dyn FileSystem> = Arc::new(caching_fs);
     if !options.create_if_missing && !fs.exists(&dir.join(CURRENT)) {
         return Err(Error::invalid(format!(
             "no database in {} and create_if_missing is false",
@@ -234,6 +237,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
         fs,
         db_id: state.db_id,
         cache,
+        table_cache,
         view: ArcSwap::from_pointee(view),
         install_lock: Mutex::new(()),
         visible_seqno: AtomicU64::new(max_lsn),

@@ -59,6 +59,9 @@ pub struct Stats {
     pub frozen_memtables: usize,
     /// Number of SSTables.
     pub sstables: usize,
+    /// Table files open now: at most `Options::max_open_files` (less once the process
+    /// ran out of descriptors), the others are reopened when read.
+    pub open_table_files: usize,
     /// Tables and bytes per level (size-tiered keeps every table in level 0).
     pub levels: Vec<LevelStats>,
     /// Bytes of all SSTables.
@@ -169,6 +172,7 @@ impl DbCore {
             active_memtable_bytes: view.active.approximate_size() as u64,
             frozen_memtables: view.frozen.len(),
             sstables: view.version.table_count(),
+            open_table_files: self.table_cache.open_files(),
             sstable_bytes: view.version.tables().map(|t| t.meta.size).sum(),
             disk_bytes,
             last_seqno: self.read_seqno(),

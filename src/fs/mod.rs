@@ -34,6 +34,15 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Opens `path` for positional reads.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>>;
+    /// Opens `path` for positional reads, promising that the file is not modified,
+    /// renamed over or removed while the handle lives (a table). That lets an
+    /// implementation close the descriptor while the handle is idle and reopen `path`
+    /// on the next read, as the database's table cache does. Defaults to [`open`].
+    ///
+    /// [`open`]: FileSystem::open
+    fn open_immutable(&self, path: &Path) -> io::Result<Arc<dyn RandomAccessFile>> {
+        self.open(path)
+    }
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.

@@ -14,6 +14,8 @@
 //! 1. A [`Table`] is immutable once opened. Its index, filter, properties and range
 //!    tombstones are read, checked and kept in memory at open; data blocks are read on
 //!    demand with positional reads through the shared [`BlockCache`], never mmapped.
+//!    The file is opened with [`FileSystem::open_immutable`], so its descriptor may be
+//!    closed while unused and reopened on a read (see [`crate::table_cache`]).
 //! 2. Every block read from disk has its checksum verified. Damage becomes
 //!    [`Error::Corruption`](crate::Error::Corruption) naming the file and an offset. For damage inside a block
 //!    (found after the checksum passed, i.e. a writer bug or a forged file) the offset
@@ -101,7 +103,9 @@ impl Table {
         id: u64,
         cache: Arc<BlockCache>,
     ) -> Result<Table> {
-        let file = fs.open(path)?;
+        // Tables never change once written: the filesystem may close the descriptor
+        // while the table is idle (the database's table cache does).
+        let file = fs.open_immutable(path)?;
         let file_size = file.len();
         let corrupt = |offset: u64, message: String| Corruption::new(offset, message).in_file(path);
         let footer_offset = file_size
