@@ -306,6 +306,11 @@ impl FileSystem for CachingFs {
         self.tables.retry(|| self.inner.sync_dir(dir))
     }
 
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        // Out of descriptors, the file was never opened, so nothing was cut or synced.
+        self.tables.retry(|| self.inner.set_len(path, len))
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
         self.tables.retry(|| self.inner.try_lock(path))
     }
@@ -417,6 +422,10 @@ mod tests {
             // Opening the directory takes a descriptor for the duration of the call.
             drop(Counted { file: (), open: self.take()? });
             self.inner.sync_dir(dir)
+        }
+        fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+            drop(Counted { file: (), open: self.take()? });
+            self.inner.set_len(path, len)
         }
         fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
             self.inner.try_lock(path)
