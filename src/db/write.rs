@@ -168,7 +168,7 @@ impl DbCore {
         }
         self.stats.wal_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.stats.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
-        apply_group_payload(active, &active.copy_in(&payload))
+        apply_group_payload(active, &active.hold(payload))
             .map_err(|_| Error::Background("an encoded group failed to decode".into()))?;
         self.visible_seqno.store(last, Ordering::Release);
         Ok(())

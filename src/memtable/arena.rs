@@ -1,7 +1,9 @@
 //! `ByteArena`: the memory behind a memtable's keys and values.
 //!
-//! Every commit group's payload is copied into the current 1 MiB chunk, and the
-//! memtable's entries slice it. A memtable of a million small writes then owns about
+//! Every commit group's payload of up to [`LARGE`] bytes is copied into the current
+//! 1 MiB chunk, and the memtable's entries slice it; a larger payload is kept in its
+//! own allocation as it came, without a copy (copying it would briefly double the
+//! memory of a large value, and it would waste a chunk's tail anyway). A memtable of a million small writes then owns about
 //! 64 chunks, not a million separately allocated payloads (each with its own
 //! reference-count block). Freeing a flushed memtable used to free every payload one by
 //! one, and that contended with writers for the allocator's lock. Now each entry only
@@ -26,16 +28,17 @@ pub(crate) struct ByteArena {
 }
 
 impl ByteArena {
-    /// A copy of `bytes` in the arena.
-    pub(crate) fn copy(&self, bytes: &[u8]) -> Bytes {
-        if bytes.len() > LARGE {
-            return Bytes::copy_from_slice(bytes);
+    /// `payload` as the memtable keeps it: copied into the current chunk, or, above
+    /// [`LARGE`] bytes, the same allocation.
+    pub(crate) fn hold(&self, payload: Vec<u8>) -> Bytes {
+        if payload.len() > LARGE {
+            return Bytes::from(payload);
         }
         let mut current = self.current.lock();
-        if current.capacity() - current.len() < bytes.len() {
+        if current.capacity() - current.len() < payload.len() {
             *current = BytesMut::with_capacity(CHUNK_SIZE);
         }
-        current.extend_from_slice(bytes);
+        current.extend_from_slice(&payload);
         current.split().freeze()
     }
 }
@@ -45,18 +48,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copies_are_equal_and_share_chunks() {
+    fn small_payloads_share_chunks_and_large_ones_are_not_copied() {
         let arena = ByteArena::default();
-        let a = arena.copy(b"hello");
-        let b = arena.copy(b"world");
+        let a = arena.hold(b"hello".to_vec());
+        let b = arena.hold(b"world".to_vec());
         assert_eq!((&a[..], &b[..]), (&b"hello"[..], &b"world"[..]));
         // Consecutive in one chunk.
         assert_eq!(a.as_ptr().wrapping_add(5), b.as_ptr());
         let big = vec![9u8; LARGE + 1];
-        assert_eq!(&arena.copy(&big)[..], &big[..]);
+        let big_at = big.as_ptr();
+        let held = arena.hold(big);
+        assert_eq!(held.as_ptr(), big_at);
+        assert!(held.len() == LARGE + 1 && held.iter().all(|&byte| byte == 9));
         // A full chunk starts a new one; earlier copies stay valid.
         let fill = vec![1u8; LARGE];
-        let copies: Vec<Bytes> = (0..20).map(|_| arena.copy(&fill)).collect();
+        let copies: Vec<Bytes> = (0..20).map(|_| arena.hold(fill.clone())).collect();
         assert!(copies.iter().all(|c| c[..] == fill[..]));
         assert_eq!(&a[..], b"hello");
     }

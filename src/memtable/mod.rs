@@ -174,10 +174,10 @@ impl Memtable {
         key_len + value_len + ENTRY_OVERHEAD
     }
 
-    /// A copy of `bytes` in this memtable's arena, for keys and values to slice:
-    /// the write path copies each commit group's payload here.
-    pub fn copy_in(&self, bytes: &[u8]) -> Bytes {
-        self.arena.copy(bytes)
+    /// A commit group's `payload` as this memtable keeps it, for keys and values to
+    /// slice: copied into the arena, or kept as it is if large (see `arena`).
+    pub fn hold(&self, payload: Vec<u8>) -> Bytes {
+        self.arena.hold(payload)
     }
 
     /// Inserts one point version.
