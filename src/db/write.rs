@@ -18,6 +18,7 @@
 //! - A failed WAL write or sync stops all later writes (`Error::Background`): after
 //!   a failed fsync the OS page cache can no longer be trusted.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -86,7 +87,13 @@ const SLOWDOWN: Duration = Duration::from_millis(1);
 
 impl DbCore {
     /// Commits `batch`, returning when it is in the WAL (synced if `sync`) and visible.
-    pub(crate) fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+    /// A batch passed by value may become the group's WAL payload without a copy.
+    pub(crate) fn write<'b>(
+        &self,
+        batch: impl Into<Cow<'b, WriteBatch>>,
+        sync: bool,
+    ) -> Result<()> {
+        let batch = batch.into();
         self.check_writable()?;
         if batch.is_empty() {
             return Ok(());
@@ -94,7 +101,7 @@ impl DbCore {
         let mut queue = self.commit.state.lock();
         // A huge batch waits for the pending group to be taken rather than overflow
         // the WAL record; with no leader it commits that group itself first.
-        while !queue.pending.has_room_for(batch) {
+        while !queue.pending.has_room_for(&batch) {
             if queue.leader_active {
                 self.commit.committed.wait(&mut queue);
             } else {
