@@ -263,7 +263,7 @@ impl Table {
 fn read_block(file: &dyn RandomAccessFile, handle: BlockHandle, path: &Path) -> Result<Bytes> {
     let mut raw = vec![0u8; handle.size as usize];
     file.read_exact_at(&mut raw, handle.offset)?;
-    decode_block(&raw, handle.offset).map_err(|c| c.in_file(path))
+    decode_block(raw, handle.offset).map_err(|c| c.in_file(path))
 }
 
 #[cfg(test)]
