@@ -208,12 +208,12 @@ impl TableBuilder {
         self.properties.created_at_secs =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let filter = std::mem::replace(&mut self.filter, FilterBuilder::new(0)).finish();
-        let filter = self.write_block(&filter, Compression::None)?;
+        let filter = self.write_block(filter, Compression::None)?;
         let tombstones = self.tombstone_block.finish();
-        let range_tombstones = self.write_block(&tombstones, self.options.compression)?;
-        let properties = self.write_block(&self.properties.encode(), Compression::None)?;
+        let range_tombstones = self.write_block(tombstones, self.options.compression)?;
+        let properties = self.write_block(self.properties.encode(), Compression::None)?;
         let index = self.index_block.finish();
-        let index = self.write_block(&index, self.options.compression)?;
+        let index = self.write_block(index, self.options.compression)?;
         let footer = Footer { index, filter, range_tombstones, properties };
         self.out.extend_from_slice(&footer.encode());
         self.file.append(&self.out)?;
@@ -229,7 +229,7 @@ impl TableBuilder {
         }
         let (key, seqno) = (key.clone(), *seqno);
         let block = self.data_block.finish();
-        let handle = self.write_block(&block, self.options.compression)?;
+        let handle = self.write_block(block, self.options.compression)?;
         let mut value = Vec::with_capacity(12);
         handle.encode_to(&mut value);
         self.index_block.add(&key, seqno, ValueKind::Put, &value);
@@ -237,17 +237,27 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Frames and buffers a block, handing full buffers to the file.
-    fn write_block(&mut self, payload: &[u8], compression: Compression) -> Result<BlockHandle> {
+    /// Frames and buffers a block, handing full buffers to the file. A block of at
+    /// least [`WRITE_BUFFER`] bytes goes to the file as it is: copying it into the
+    /// buffer would hold it twice (a large value).
+    fn write_block(&mut self, payload: Vec<u8>, compression: Compression) -> Result<BlockHandle> {
         let framed = encode_block(payload, compression);
         let size = u32::try_from(framed.len())
             .map_err(|_| Error::invalid(format!("block of {} bytes is too large", framed.len())))?;
         let handle = BlockHandle { offset: self.offset, size };
         self.offset += u64::from(size);
-        self.out.extend_from_slice(&framed);
-        if self.out.len() >= WRITE_BUFFER {
-            self.file.append(&self.out)?;
-            self.out.clear();
+        if framed.len() >= WRITE_BUFFER {
+            if !self.out.is_empty() {
+                self.file.append(&self.out)?;
+                self.out.clear();
+            }
+            self.file.append(&framed)?;
+        } else {
+            self.out.extend_from_slice(&framed);
+            if self.out.len() >= WRITE_BUFFER {
+                self.file.append(&self.out)?;
+                self.out.clear();
+            }
         }
         Ok(handle)
     }
@@ -323,6 +333,24 @@ mod tests {
             "{appends}"
         );
         assert_eq!(syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn large_blocks_between_small_ones_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let large = |i: usize| format!("{i}").repeat(WRITE_BUFFER);
+        let mut entries = Vec::new();
+        for i in 0..30 {
+            let value = if i % 3 == 0 { large(i) } else { format!("small{i}") };
+            entries.push(put(&format!("key{i:02}"), 1, &value));
+        }
+        let options = TableOptions { compression: Compression::None, ..TableOptions::default() };
+        crate::sstable::tests::write_table(&path, &entries, &[], options);
+        let table = crate::sstable::tests::open(&path).unwrap();
+        for e in &entries {
+            assert_eq!(table.get(&e.key, 1).unwrap().as_ref(), Some(e));
+        }
     }
 
     #[test]

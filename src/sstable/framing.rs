@@ -11,7 +11,11 @@
 //! - `Zstd` (2): uncompressed size u32 LE, then one zstd frame (level 3).
 //!
 //! # Invariants
-//! 1. A block is stored compressed only if that saves at least 1/8 of its size.
+//! 1. A block is stored compressed only if that saves at least 1/8 of its size. A
+//!    block above [`SAMPLED_ABOVE`] bytes (a large value) is compressed whole only if
+//!    its first [`SAMPLE_SIZE`] bytes save that much: large values are often
+//!    compressed already, and a futile attempt costs another copy of the block in
+//!    memory and the time to compress it.
 //! 2. The checksum is verified on every read from disk, before decompressing.
 //! 3. A declared uncompressed size above [`MAX_BLOCK_SIZE`] is corruption, so damaged
 //!    input can't make the reader allocate without bound.
@@ -27,22 +31,37 @@ pub const TRAILER_SIZE: usize = 5;
 /// The largest decompressed block accepted (one maximal key and value, with room).
 pub const MAX_BLOCK_SIZE: usize = 512 << 20;
 
+/// Blocks above this size are compressed whole only if a sample compresses well.
+pub const SAMPLED_ABOVE: usize = 1 << 20;
+
+/// How much of a large block is compressed as a sample.
+pub const SAMPLE_SIZE: usize = 64 << 10;
+
 /// Frames `payload` for disk, compressing it with `compression` if that pays off.
-pub fn encode_block(payload: &[u8], compression: Compression) -> Vec<u8> {
-    let compressed = match compression {
-        Compression::None => None,
-        Compression::Lz4 => Some(lz4_flex::block::compress_prepend_size(payload)),
-        Compression::Zstd => compress_zstd(payload),
-    };
-    let worth_it = |c: &Vec<u8>| c.len() <= payload.len() - payload.len() / 8;
-    let (mut out, tag) = match compressed {
-        Some(c) if worth_it(&c) => (c, compression),
-        _ => (payload.to_vec(), Compression::None),
+/// Stored uncompressed, the frame is `payload`'s own buffer extended (no copy if it
+/// has room for the [`TRAILER_SIZE`] bytes).
+pub fn encode_block(payload: Vec<u8>, compression: Compression) -> Vec<u8> {
+    let worth_it = |c: &Vec<u8>, of: &[u8]| c.len() <= of.len() - of.len() / 8;
+    let sample = &payload[..payload.len().min(SAMPLE_SIZE)];
+    let promising = payload.len() <= SAMPLED_ABOVE
+        || compress(sample, compression).is_some_and(|c| worth_it(&c, sample));
+    let compressed = if promising { compress(&payload, compression) } else { None };
+    let (mut out, tag) = match compressed.filter(|c| worth_it(c, &payload)) {
+        Some(c) => (c, compression),
+        None => (payload, Compression::None),
     };
     out.push(tag as u8);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+fn compress(payload: &[u8], compression: Compression) -> Option<Vec<u8>> {
+    match compression {
+        Compression::None => None,
+        Compression::Lz4 => Some(lz4_flex::block::compress_prepend_size(payload)),
+        Compression::Zstd => compress_zstd(payload),
+    }
 }
 
 #[cfg(feature = "zstd")]
@@ -134,10 +153,10 @@ mod tests {
             (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         for c in ALL {
             for payload in [&compressible[..], &random[..], b""] {
-                let framed = encode_block(payload, c);
+                let framed = encode_block(payload.to_vec(), c);
                 assert_eq!(decode_block(framed, 0).unwrap(), payload);
             }
-            let framed = encode_block(&compressible, c);
+            let framed = encode_block(compressible.clone(), c);
             let expect_tag = if cfg!(feature = "zstd") || c != Compression::Zstd {
                 c
             } else {
@@ -149,8 +168,39 @@ mod tests {
     }
 
     #[test]
+    fn a_large_block_is_compressed_only_if_its_sample_compresses() {
+        let noise = |n: usize| -> Vec<u8> {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        // Incompressible at its start, compressible after: stored as it is, framed in
+        // its own buffer.
+        let mut large = Vec::with_capacity(SAMPLED_ABOVE + 1 + TRAILER_SIZE);
+        large.extend(noise(SAMPLE_SIZE));
+        large.resize(SAMPLED_ABOVE + 1, 0);
+        let (at, copy) = (large.as_ptr(), large.clone());
+        let framed = encode_block(large, Compression::Lz4);
+        assert_eq!(framed[framed.len() - 5], Compression::None as u8);
+        assert_eq!(framed.as_ptr(), at);
+        let mut large = decode_block(framed, 0).unwrap().to_vec();
+        assert_eq!(large, copy);
+        // Compressible at its start: compressed whole.
+        large.reverse();
+        let framed = encode_block(large.clone(), Compression::Lz4);
+        assert_eq!(framed[framed.len() - 5], Compression::Lz4 as u8);
+        assert_eq!(decode_block(framed, 0).unwrap(), large);
+    }
+
+    #[test]
     fn an_uncompressed_block_is_returned_without_a_copy() {
-        let framed = encode_block(&[3u8; 1000], Compression::None);
+        let framed = encode_block(vec![3u8; 1000], Compression::None);
         let at = framed.as_ptr();
         let block = decode_block(framed, 0).unwrap();
         assert_eq!((block.as_ptr(), &block[..]), (at, &[3u8; 1000][..]));
@@ -158,7 +208,7 @@ mod tests {
 
     #[test]
     fn checksum_catches_every_flipped_byte() {
-        let framed = encode_block(&b"hello world ".repeat(50), Compression::Lz4);
+        let framed = encode_block(b"hello world ".repeat(50), Compression::Lz4);
         for i in 0..framed.len() {
             let mut bad = framed.clone();
             bad[i] ^= 0x40;
