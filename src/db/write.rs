@@ -271,7 +271,7 @@ pub(crate) fn apply_group_payload(memtable: &Memtable, payload: &Bytes) -> Resul
     for op in decode_group(payload)? {
         match op? {
             (seqno, BatchOp::Point { key, kind, value }) => {
-                memtable.insert(key, seqno, kind, value)
+                memtable.insert(key, seqno, kind, Memtable::settle(value, payload.len()))
             }
             (seqno, BatchOp::RangeDelete { start, end }) => {
                 memtable.insert_range_tombstone(start, end, seqno)
