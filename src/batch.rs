@@ -1,7 +1,10 @@
 //! Atomic write batches and their encoding, which is also the WAL record payload.
 //!
-//! A batch keeps its operations already encoded, so committing a group of batches
-//! is one copy of each batch into the group's WAL record.
+//! A batch keeps its operations already encoded, behind room for the group header,
+//! so committing a group of batches is one copy of each batch into the group's WAL
+//! record, and a group of one batch handed over by value is no copy at all: the
+//! batch's buffer becomes the record payload (for a large value, the difference
+//! between one and two copies of it in memory).
 //!
 //! # Layout
 //! ```text
@@ -14,6 +17,8 @@
 //! ```
 //! Operation `i` of the group gets seqno `base_seqno + i`. Tags are part of the WAL
 //! format: never change.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
@@ -39,6 +44,8 @@ pub(crate) const MAX_GROUP_SIZE: usize = crate::log_record::MAX_RECORD_SIZE - GR
 /// crash, either all of them are there or none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
+    /// Empty, or [`GROUP_HEADER_LEN`] placeholder bytes followed by the encoded
+    /// operations: the layout of a group payload, so a group can take it whole.
     rep: Vec<u8>,
     count: u32,
     /// Sum of the key and value (or range end) lengths: the user's bytes, the
@@ -55,7 +62,7 @@ impl WriteBatch {
     /// An empty batch with room for `bytes` of encoded operations (about the sum of
     /// key and value lengths plus a few bytes per operation).
     pub fn with_capacity(bytes: usize) -> WriteBatch {
-        WriteBatch { rep: Vec::with_capacity(bytes), count: 0, user_bytes: 0 }
+        WriteBatch { rep: Vec::with_capacity(GROUP_HEADER_LEN + bytes), count: 0, user_bytes: 0 }
     }
 
     /// Sets `key` to `value`.
@@ -105,10 +112,13 @@ impl WriteBatch {
             return Err(Error::invalid("a batch holds at most 2^32 - 1 operations"));
         }
         let added = 1 + 20 + key.len() + second.map_or(0, <[u8]>::len);
-        if self.rep.len() + added > MAX_BATCH_SIZE {
+        if self.encoded_size() + added > MAX_BATCH_SIZE {
             return Err(Error::invalid(format!(
                 "a batch holds at most {MAX_BATCH_SIZE} bytes of encoded operations"
             )));
+        }
+        if self.rep.is_empty() {
+            self.rep.resize(GROUP_HEADER_LEN, 0);
         }
         self.rep.push(tag);
         put_length_prefixed(&mut self.rep, key);
@@ -139,15 +149,29 @@ impl WriteBatch {
 
     /// Approximate bytes the batch will occupy in the WAL.
     pub fn encoded_size(&self) -> usize {
-        self.rep.len()
+        self.encoded_ops().len()
     }
 
     pub(crate) fn encoded_ops(&self) -> &[u8] {
-        &self.rep
+        self.rep.get(GROUP_HEADER_LEN..).unwrap_or_default()
     }
 
     pub(crate) fn count(&self) -> u32 {
         self.count
+    }
+}
+
+/// A batch handed over by value: the write path may take its buffer.
+impl From<WriteBatch> for Cow<'_, WriteBatch> {
+    fn from(batch: WriteBatch) -> Self {
+        Cow::Owned(batch)
+    }
+}
+
+/// A borrowed batch: the write path copies it.
+impl<'a> From<&'a WriteBatch> for Cow<'a, WriteBatch> {
+    fn from(batch: &'a WriteBatch) -> Self {
+        Cow::Borrowed(batch)
     }
 }
 
@@ -197,15 +221,21 @@ impl GroupBuilder {
     }
 
     /// Appends a batch; `false` (and nothing appended) if the count would overflow.
-    pub(crate) fn append(&mut self, batch: &WriteBatch) -> bool {
+    /// The first batch of a group, if owned, becomes the group's buffer uncopied.
+    pub(crate) fn append(&mut self, batch: Cow<'_, WriteBatch>) -> bool {
         let Some(count) = self.count.checked_add(batch.count()) else { return false };
-        if self.buf.is_empty() {
-            self.buf.reserve_exact(GROUP_HEADER_LEN + batch.encoded_ops().len());
-            self.buf.resize(GROUP_HEADER_LEN, 0);
-        }
-        self.buf.extend_from_slice(batch.encoded_ops());
         self.count = count;
         self.user_bytes += batch.user_bytes;
+        match batch {
+            Cow::Owned(batch) if self.buf.is_empty() => self.buf = batch.rep,
+            batch => {
+                if self.buf.is_empty() {
+                    self.buf.reserve_exact(GROUP_HEADER_LEN + batch.encoded_ops().len());
+                    self.buf.resize(GROUP_HEADER_LEN, 0);
+                }
+                self.buf.extend_from_slice(batch.encoded_ops());
+            }
+        }
         true
     }
 
@@ -331,7 +361,7 @@ mod tests {
         let mut b = WriteBatch::new();
         b.delete_range("a", "c").unwrap().put("", "").unwrap();
         let mut g = GroupBuilder::new();
-        assert!(g.append(&a) && g.append(&b));
+        assert!(g.append((&a).into()) && g.append((&b).into()));
         let payload = Bytes::from(g.finish(41));
         let ops: Vec<_> = decode_group(&payload).unwrap().map(|op| op.unwrap()).collect();
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
@@ -347,11 +377,32 @@ mod tests {
     }
 
     #[test]
+    fn a_group_takes_the_buffer_of_its_first_batch_if_owned() {
+        let mut first = WriteBatch::with_capacity(1 << 10);
+        first.put("k", vec![5u8; 1 << 10]).unwrap();
+        let at = first.encoded_ops().as_ptr();
+        let mut second = WriteBatch::new();
+        second.delete("d").unwrap();
+        let mut g = GroupBuilder::new();
+        assert!(g.append(first.into()));
+        let alone = g.finish(3);
+        assert_eq!(alone[GROUP_HEADER_LEN..].as_ptr(), at);
+        // An owned batch joining a group is appended like a borrowed one.
+        let mut g = GroupBuilder::new();
+        assert!(g.append((&second).into()) && g.append(second.clone().into()));
+        let ops = decode_wal_record(&g.finish(9)).unwrap();
+        assert_eq!(ops.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![9, 10]);
+        let ops = decode_wal_record(&alone).unwrap();
+        assert!(matches!(&ops[..], [(3, BatchOp::Point { key, value, .. })]
+            if key == "k" && value.len() == 1 << 10));
+    }
+
+    #[test]
     fn decode_wal_record_returns_every_op_or_the_damage_offset() {
         let mut a = WriteBatch::new();
         a.put("k", "v").unwrap().delete_range("a", "b").unwrap();
         let mut g = GroupBuilder::new();
-        assert!(g.append(&a));
+        assert!(g.append((&a).into()));
         let payload = g.finish(7);
         let ops = decode_wal_record(&payload).unwrap();
         assert_eq!(ops.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![7, 8]);

@@ -18,8 +18,11 @@
 //! passes the offset where records start to [`LogReader::new`].
 //!
 //! # Invariants
-//! 1. [`LogWriter::add_record`] hands a whole record (header + payload) to the file in
-//!    one `append`, so a crash leaves at most the last record incomplete.
+//! 1. [`LogWriter::add_record`] hands a record to the file in one `append`, or, for a
+//!    payload above [`COPY_LIMIT`], in two: the header, then the payload itself
+//!    (copying a huge payload behind its header would double its memory). Nothing is
+//!    appended after a failed append (invariant 2), so either way a crash leaves at
+//!    most the last record incomplete, which reads as a torn tail.
 //! 2. After any I/O error a [`LogWriter`] refuses further work: the file may end in a
 //!    partial record, and records appended after it would be unreadable. After a
 //!    failed `sync` the page cache cannot be trusted either (see `docs/architecture.md`).
@@ -58,9 +61,10 @@ pub const FULL_RECORD: u8 = 1;
 /// The largest payload a record may carry (1 GiB); larger lengths read as corruption.
 pub const MAX_RECORD_SIZE: usize = 1 << 30;
 
-/// Above this capacity the writer's scratch buffer is released after a record, so one
-/// huge record does not pin its memory for the life of the log.
-const KEEP_BUFFER_CAPACITY: usize = 1 << 20;
+/// Payloads up to this size are copied behind their header into one buffer and
+/// appended at once (one system call); larger ones are appended after their header
+/// without a copy. So the scratch buffer never grows beyond this.
+const COPY_LIMIT: usize = 64 << 10;
 
 /// Appends framed records to a file.
 ///
@@ -77,7 +81,8 @@ impl LogWriter {
         LogWriter { file, buf: Vec::new(), failed: false }
     }
 
-    /// Appends one record holding `payload`, with a single `append` call.
+    /// Appends one record holding `payload`: a single `append` call, or for a payload
+    /// above [`COPY_LIMIT`] one for the header and one for the payload.
     ///
     /// Payloads above [`MAX_RECORD_SIZE`] are refused with `InvalidInput` and nothing
     /// is written. An I/O error makes this writer unusable (invariant 2), except a
@@ -94,12 +99,13 @@ impl LogWriter {
         }
         self.buf.clear();
         encode_header(&mut self.buf, payload);
-        self.buf.extend_from_slice(payload);
         let start = self.file.len();
-        let result = self.file.append(&self.buf);
-        if self.buf.capacity() > KEEP_BUFFER_CAPACITY {
-            self.buf = Vec::new();
-        }
+        let result = if payload.len() > COPY_LIMIT {
+            self.file.append(&self.buf).and_then(|()| self.file.append(payload))
+        } else {
+            self.buf.extend_from_slice(payload);
+            self.file.append(&self.buf)
+        };
         if let Err(e) = &result {
             let taken_back =
                 matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
@@ -351,6 +357,42 @@ mod tests {
         }
         assert_eq!(reader.read(), LogRead::End(LogEnd::Clean));
         assert_eq!(reader.position(), data.len() as u64);
+    }
+
+    #[test]
+    fn a_large_payload_is_appended_without_a_copy() {
+        /// Where each appended slice lived (address, length), and the bytes.
+        type Log = (Vec<(usize, usize)>, Vec<u8>);
+        #[derive(Default)]
+        struct Appends(Arc<Mutex<Log>>);
+        impl WritableFile for Appends {
+            fn append(&mut self, data: &[u8]) -> io::Result<()> {
+                let mut inner = self.0.lock().unwrap();
+                inner.0.push((data.as_ptr() as usize, data.len()));
+                inner.1.extend_from_slice(data);
+                Ok(())
+            }
+            fn sync(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+            fn len(&self) -> u64 {
+                self.0.lock().unwrap().1.len() as u64
+            }
+        }
+        let file = Appends::default();
+        let appends = file.0.clone();
+        let mut writer = LogWriter::new(Box::new(file));
+        let large = vec![7u8; COPY_LIMIT + 1];
+        writer.add_record(b"small").unwrap();
+        writer.add_record(&large).unwrap();
+        let (calls, data) = &*appends.lock().unwrap();
+        // The small record in one append, the large one as header + the caller's bytes.
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[1].1, HEADER_LEN);
+        assert_eq!(calls[2], (large.as_ptr() as usize, large.len()));
+        let (records, end) = read_all(data);
+        assert_eq!(records, vec![b"small".to_vec(), large.clone()]);
+        assert_eq!(end, LogEnd::Clean);
     }
 
     #[test]

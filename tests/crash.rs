@@ -256,8 +256,21 @@ struct ChildRun {
     stderr: String,
 }
 
+/// Held while this process has a database open, and while it spawns a child.
+///
+/// A child forked while the parent holds a database's `LOCK` (an `flock`) shares the
+/// lock until it execs; if the parent closes and reopens that database meanwhile, the
+/// reopen finds the directory locked. Tests run on parallel threads, so a spawn in one
+/// would make another's reopen fail now and then.
+static NO_SPAWN_WHILE_OPEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn no_spawn_while_open() -> std::sync::MutexGuard<'static, ()> {
+    NO_SPAWN_WHILE_OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs a child writing from batch `start` and kills it after `delay`.
 fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> ChildRun {
+    let spawning = no_spawn_while_open();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
         .env(ENV_DIR, dir)
@@ -268,6 +281,7 @@ fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    drop(spawning);
     let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -450,6 +464,7 @@ fn crash_cycles(mode: Mode, cycles: usize) {
             cycles_with_leftovers += 1;
         }
 
+        let open = no_spawn_while_open();
         let db = Db::open(dir.path(), Options { auto_compaction: false, ..mode.options() })
             .unwrap_or_else(|e| {
                 panic!("{context}: reopen failed: {e}\nchild stderr:\n{}", run.stderr)
@@ -482,6 +497,7 @@ fn crash_cycles(mode: Mode, cycles: usize) {
         wait_for_flushes(&db, &context);
         check_no_orphans(dir.path(), Some(&db), &context);
         db.close().unwrap();
+        drop(open);
         let state = check_no_orphans(dir.path(), None, &format!("{context}, after close"));
         max_tables = max_tables.max(state.tables.len());
         deepest_level =
@@ -544,6 +560,7 @@ fn crash_compaction_tiered_long() {
 /// record in the WAL, the same directory could hold data and stays corruption.
 #[test]
 fn kill_during_creation_before_current() {
+    let _open = no_spawn_while_open();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
     db.close().unwrap();

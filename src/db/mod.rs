@@ -233,7 +233,8 @@ impl Db {
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let mut batch = WriteBatch::with_capacity(key.as_ref().len() + value.as_ref().len() + 11);
         batch.put(key, value)?;
-        self.write(batch)
+        // By value: the batch's buffer can become the WAL record without a copy.
+        self.core().write(batch, self.core().options.sync_writes)
     }
 
     /// Deletes `key`.

@@ -127,6 +127,12 @@ fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
 
 impl Db {
     /// The value of `key`, or `None`.
+    ///
+    /// Holding returned values never keeps much more memory alive than the values
+    /// themselves: a value is handed out without a copy only where it is at least 1/8
+    /// of the memory it lives in (a large value: one of more than 128 KiB from a
+    /// memtable, one of at least 1/8 of its block from a table), and is copied
+    /// otherwise. Values from iterators are slices of that memory: copy those you keep.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.core().get_at(key.as_ref(), ReadPoint::Latest)
     }

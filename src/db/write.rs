@@ -20,6 +20,7 @@
 //!   append refused for lack of space, which the WAL takes back: that group fails
 //!   alone with `Error::NoSpace` and later groups reuse its seqnos.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -113,7 +114,13 @@ const SLOWDOWN: Duration = Duration::from_millis(1);
 
 impl DbCore {
     /// Commits `batch`, returning when it is in the WAL (synced if `sync`) and visible.
-    pub(crate) fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+    /// A batch passed by value may become the group's WAL payload without a copy.
+    pub(crate) fn write<'b>(
+        &self,
+        batch: impl Into<Cow<'b, WriteBatch>>,
+        sync: bool,
+    ) -> Result<()> {
+        let batch = batch.into();
         self.check_writable()?;
         if batch.is_empty() {
             return Ok(());
@@ -121,7 +128,7 @@ impl DbCore {
         let mut queue = self.commit.state.lock();
         // A huge batch waits for the pending group to be taken rather than overflow
         // the WAL record; with no leader it commits that group itself first.
-        while !queue.pending.has_room_for(batch) {
+        while !queue.pending.has_room_for(&batch) {
             if queue.leader_active {
                 self.commit.committed.wait(&mut queue);
             } else {
@@ -209,7 +216,7 @@ impl DbCore {
         }
         self.stats.wal_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.stats.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
-        apply_group_payload(active, &active.copy_in(&payload))
+        apply_group_payload(active, &active.hold(payload))
             .map_err(|_| Error::Background("an encoded group failed to decode".into()))?;
         self.visible_seqno.store(last, Ordering::Release);
         Ok(())
@@ -329,7 +336,7 @@ pub(crate) fn apply_group_payload(memtable: &Memtable, payload: &Bytes) -> Resul
     for op in decode_group(payload)? {
         match op? {
             (seqno, BatchOp::Point { key, kind, value }) => {
-                memtable.insert(key, seqno, kind, value)
+                memtable.insert(key, seqno, kind, Memtable::settle(value, payload.len()))
             }
             (seqno, BatchOp::RangeDelete { start, end }) => {
                 memtable.insert_range_tombstone(start, end, seqno)

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
-use arena::ByteArena;
+use arena::{ByteArena, detach};
 
 pub use cursor::MemtableCursor;
 
@@ -174,10 +174,18 @@ impl Memtable {
         key_len + value_len + ENTRY_OVERHEAD
     }
 
-    /// A copy of `bytes` in this memtable's arena, for keys and values to slice:
-    /// the write path copies each commit group's payload here.
-    pub fn copy_in(&self, bytes: &[u8]) -> Bytes {
-        self.arena.copy(bytes)
+    /// A commit group's `payload` as this memtable keeps it, for keys and values to
+    /// slice: copied into the arena, or kept as it is if large (see `arena`).
+    pub fn hold(&self, payload: Vec<u8>) -> Bytes {
+        self.arena.hold(payload)
+    }
+
+    /// `value`, a slice of a payload of `payload_len` bytes from [`Memtable::hold`],
+    /// as it should be inserted: a large value that is a small part of a large
+    /// payload is copied, so that [`Memtable::get`] can hand it out without pinning
+    /// the rest of the payload.
+    pub fn settle(value: Bytes, payload_len: usize) -> Bytes {
+        arena::settle(value, payload_len)
     }
 
     /// Inserts one point version.
@@ -222,6 +230,10 @@ impl Memtable {
     }
 
     /// The newest version of `key` with seqno `<= snapshot`, put or delete.
+    ///
+    /// A value of up to 128 KiB is a copy, so that a caller holding it does not keep
+    /// the 1 MiB chunk (or larger payload) it lives in alive; a larger value is a
+    /// slice of memory at most 8 times its size (see `arena`).
     pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<Entry> {
         let probe = Probe::new(key, snapshot);
         let probe: &dyn KeyView = &probe;
@@ -235,7 +247,7 @@ impl Memtable {
             key: ikey.user_key.clone(),
             seqno: ikey.seqno,
             kind: value.kind,
-            value: value.value.clone(),
+            value: detach(&value.value),
         })
     }
 

@@ -29,12 +29,17 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
+use super::framing::TRAILER_SIZE;
 use crate::coding::{Decoder, put_varint};
 use crate::error::Corruption;
 use crate::key::{Entry, SeqNo, ValueKind, compare_internal, pack_trailer, unpack_trailer};
 
 /// Entries between two restart points.
 pub const RESTART_INTERVAL: usize = 16;
+
+/// A value of at least this size makes the builder reserve room for the rest of the
+/// block, restarts and frame trailer included, before copying the value in.
+const LARGE_VALUE: usize = 64 << 10;
 
 /// Builds one block in memory.
 #[derive(Debug, Default)]
@@ -62,6 +67,12 @@ impl BlockBuilder {
             self.last_key.iter().zip(key).take_while(|(a, b)| a == b).count()
         };
         let unshared = &key[shared..];
+        if value.len() >= LARGE_VALUE {
+            // Room for the whole block as framed, so that neither `finish` nor the
+            // framing reallocates (a copy of a large value, with some allocators).
+            let tail = 4 * (self.restarts.len() + 1) + TRAILER_SIZE;
+            self.buf.reserve(3 * 10 + unshared.len() + 8 + value.len() + tail);
+        }
         put_varint(&mut self.buf, shared as u64);
         put_varint(&mut self.buf, unshared.len() as u64);
         put_varint(&mut self.buf, value.len() as u64);
@@ -87,6 +98,7 @@ impl BlockBuilder {
     /// Returns the encoded block and resets the builder for the next one.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);
+        out.reserve_exact(4 * self.restarts.len() + 4);
         for r in &self.restarts {
             out.extend_from_slice(&r.to_le_bytes());
         }

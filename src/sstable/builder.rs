@@ -213,14 +213,14 @@ impl TableBuilder {
         self.properties.created_at_secs =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let filter = std::mem::replace(&mut self.filter, FilterBuilder::new(0)).finish();
-        let filter = self.write_block("filter", &filter, Compression::None)?;
+        let filter = self.write_block("filter", filter, Compression::None)?;
         let tombstones = self.tombstone_block.finish();
         let range_tombstones =
-            self.write_block("range-tombstone", &tombstones, self.options.compression)?;
+            self.write_block("range-tombstone", tombstones, self.options.compression)?;
         let properties =
-            self.write_block("properties", &self.properties.encode(), Compression::None)?;
+            self.write_block("properties", self.properties.encode(), Compression::None)?;
         let index = self.index_block.finish();
-        let index = self.write_block("index", &index, self.options.compression)?;
+        let index = self.write_block("index", index, self.options.compression)?;
         let footer = Footer { index, filter, range_tombstones, properties };
         self.out.extend_from_slice(&footer.encode());
         self.file.append(&self.out)?;
@@ -236,7 +236,7 @@ impl TableBuilder {
         }
         let (key, seqno) = (key.clone(), *seqno);
         let block = self.data_block.finish();
-        let handle = self.write_block("data", &block, self.options.compression)?;
+        let handle = self.write_block("data", block, self.options.compression)?;
         let mut value = Vec::with_capacity(12);
         handle.encode_to(&mut value);
         self.index_block.add(&key, seqno, ValueKind::Put, &value);
@@ -244,20 +244,31 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Frames and buffers the `what` block, handing full buffers to the file.
+    /// Frames and buffers the `what` block, handing full buffers to the file. A block
+    /// of at least [`WRITE_BUFFER`] bytes goes to the file as it is: copying it into
+    /// the buffer would hold it twice (a large value).
     fn write_block(
         &mut self,
         what: &str,
-        payload: &[u8],
+        payload: Vec<u8>,
         compression: Compression,
     ) -> Result<BlockHandle> {
+        let payload_len = payload.len();
         let framed = encode_block(payload, compression);
-        let handle = block_handle(what, self.offset, payload.len(), framed.len())?;
+        let handle = block_handle(what, self.offset, payload_len, framed.len())?;
         self.offset += u64::from(handle.size);
-        self.out.extend_from_slice(&framed);
-        if self.out.len() >= WRITE_BUFFER {
-            self.file.append(&self.out)?;
-            self.out.clear();
+        if framed.len() >= WRITE_BUFFER {
+            if !self.out.is_empty() {
+                self.file.append(&self.out)?;
+                self.out.clear();
+            }
+            self.file.append(&framed)?;
+        } else {
+            self.out.extend_from_slice(&framed);
+            if self.out.len() >= WRITE_BUFFER {
+                self.file.append(&self.out)?;
+                self.out.clear();
+            }
         }
         Ok(handle)
     }
@@ -379,6 +390,24 @@ mod tests {
         }
         let e = block_handle("range-tombstone", 0, MAX_BLOCK_SIZE + 1, 10).unwrap_err();
         assert!(e.to_string().contains("range-tombstone block of 536870913 bytes"), "{e}");
+    }
+
+    #[test]
+    fn large_blocks_between_small_ones_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let large = |i: usize| format!("{i}").repeat(WRITE_BUFFER);
+        let mut entries = Vec::new();
+        for i in 0..30 {
+            let value = if i % 3 == 0 { large(i) } else { format!("small{i}") };
+            entries.push(put(&format!("key{i:02}"), 1, &value));
+        }
+        let options = TableOptions { compression: Compression::None, ..TableOptions::default() };
+        crate::sstable::tests::write_table(&path, &entries, &[], options);
+        let table = crate::sstable::tests::open(&path).unwrap();
+        for e in &entries {
+            assert_eq!(table.get(&e.key, 1).unwrap().as_ref(), Some(e));
+        }
     }
 
     #[test]

@@ -219,16 +219,28 @@ impl Table {
     /// The newest version (put or delete) of `key` with seqno `<= snapshot`, if any.
     ///
     /// Range tombstones are not applied; see [`range_tombstones`](Self::range_tombstones).
+    ///
+    /// A value less than 1/8 of its block is a copy, so that a caller holding it does
+    /// not keep the block alive; a larger one is a slice of the block.
     pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Entry>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
         let first = self.seek_index(key, snapshot);
         for i in first..self.index.len() {
-            let mut it = self.data_block(i)?.iter();
+            let block = self.data_block(i)?;
+            let mut it = block.iter();
             it.seek(key, snapshot).map_err(|c| c.in_file(&self.path))?;
             match it.next() {
-                Some(Ok(e)) => return Ok((e.key[..] == *key).then_some(e)),
+                Some(Ok(e)) if e.key[..] == *key => {
+                    let value = if e.value.len() < block.size() / 8 {
+                        Bytes::copy_from_slice(&e.value)
+                    } else {
+                        e.value
+                    };
+                    return Ok(Some(Entry { value, ..e }));
+                }
+                Some(Ok(_)) => return Ok(None),
                 Some(Err(c)) => return Err(c.in_file(&self.path)),
                 None => continue,
             }
@@ -267,7 +279,7 @@ impl Table {
 fn read_block(file: &dyn RandomAccessFile, handle: BlockHandle, path: &Path) -> Result<Bytes> {
     let mut raw = vec![0u8; handle.size as usize];
     file.read_exact_at(&mut raw, handle.offset)?;
-    decode_block(&raw, handle.offset).map_err(|c| c.in_file(path))
+    decode_block(raw, handle.offset).map_err(|c| c.in_file(path))
 }
 
 #[cfg(test)]
