@@ -44,12 +44,6 @@ use crate::key::{
 /// towards the write buffer so that many tiny entries still trigger a flush.
 const ENTRY_OVERHEAD: usize = 64;
 
-/// What a range tombstone adds in the lookup index beside its skiplist entry: up to
-/// two fragment bounds (64 bytes), its run (24), the tree's offsets (16 to 32) and its
-/// seqnos (8 each: about 14 for 100,000 nested tombstones), counted so that the index
-/// cannot outgrow the write buffer unseen.
-const TOMBSTONE_INDEX_OVERHEAD: usize = 256;
-
 /// A skiplist key: user key plus seqno, ordered `(key ASC, seqno DESC)`.
 ///
 /// The first 16 bytes of the key are also kept inline, zero-padded, as a big-endian
@@ -204,7 +198,7 @@ impl Memtable {
 
     /// Inserts a range tombstone over `[start, end)`.
     pub fn insert_range_tombstone(&self, start: Bytes, end: Bytes, seqno: SeqNo) {
-        let size = start.len() + end.len() + ENTRY_OVERHEAD + TOMBSTONE_INDEX_OVERHEAD;
+        let size = start.len() + end.len() + ENTRY_OVERHEAD;
         let tombstone = RangeTombstone { start: start.clone(), end: end.clone(), seqno };
         self.range_tombstones.insert(InternalKey::new(start, seqno), end);
         // Indexed before the seqno is published (the caller publishes it after the
