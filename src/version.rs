@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::fs::FileSystem;
 use crate::key::{Entry, SeqNo, ValueKind};
 use crate::manifest::TableMeta;
-use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor};
+use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor, TombstoneLevels};
 use crate::merge::EntrySource;
 use crate::sstable::Table;
 use crate::tombstones::TombstoneIndex;
@@ -248,35 +248,34 @@ impl ReadView {
     }
 
     /// The range tombstones that may affect a scan of `(lower, upper)`, indexed.
+    ///
+    /// Costs O(memtables + tables): every index already exists and is shared.
     pub fn tombstone_indexes(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> TombstoneSet {
-        let mut set = TombstoneSet::default();
-        let memtable_tombstones: Vec<_> =
-            self.memtables().flat_map(|m| m.range_tombstones()).collect();
-        if !memtable_tombstones.is_empty() {
-            set.memtables = TombstoneIndex::new(memtable_tombstones);
-        }
-        set.tables = self
+        let memtables = self.memtables().map(|m| m.tombstone_levels()).collect();
+        let tables = self
             .version
             .tables()
             .filter(|h| !h.tombstones.is_empty() && h.overlaps(lower, upper))
             .cloned()
             .collect();
-        set
+        TombstoneSet { memtables, tables }
     }
 }
 
-/// Range tombstones consulted by a scan.
+/// Range tombstones consulted by a scan: the memtables' indexes as of its start and
+/// the overlapping tables'.
 #[derive(Debug, Default)]
 pub struct TombstoneSet {
-    memtables: TombstoneIndex,
+    memtables: Vec<TombstoneLevels>,
     tables: Vec<Arc<TableHandle>>,
 }
 
 impl TombstoneSet {
     /// The highest visible tombstone seqno covering `key`, if any.
     pub fn max_covering(&self, key: &[u8], snapshot: SeqNo) -> Option<SeqNo> {
+        let memtables = self.memtables.iter().filter_map(|m| m.max_covering(key, snapshot));
         let tables = self.tables.iter().filter_map(|h| h.tombstones.max_covering(key, snapshot));
-        self.memtables.max_covering(key, snapshot).into_iter().chain(tables).max()
+        memtables.chain(tables).max()
     }
 }
 

@@ -4,6 +4,8 @@
 //! 1. Two separate sorted structures: point entries in a lock-free skiplist ordered
 //!    `(key ASC, seqno DESC)`, range tombstones in their own skiplist ordered
 //!    `(start ASC, seqno DESC)`. Readers merge them at read time; nothing is collapsed.
+//!    The tombstones are also indexed for lookups ([`tombstones`]): the skiplist is
+//!    their order for flush, the index answers "which tombstone covers this key".
 //! 2. Every version written is kept exactly as written until flush; the flush
 //!    iterators ([`Memtable::entries`], [`Memtable::range_tombstones`]) yield them all.
 //! 3. `max_lsn` is the highest seqno ever inserted or injected; it only grows.
@@ -17,6 +19,7 @@
 
 mod arena;
 mod cursor;
+mod tombstones;
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -28,8 +31,10 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
 use arena::{ByteArena, detach};
+use tombstones::MemtableTombstones;
 
 pub use cursor::MemtableCursor;
+pub use tombstones::TombstoneLevels;
 
 use crate::key::{
     Entry, MAX_SEQNO, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix,
@@ -147,6 +152,8 @@ pub(crate) struct PointValue {
 pub struct Memtable {
     points: SkipMap<InternalKey, PointValue>,
     range_tombstones: SkipMap<InternalKey, Bytes>,
+    /// The same tombstones, indexed for lookups.
+    tombstone_index: MemtableTombstones,
     /// Where the keys and values inserted by the write path live.
     arena: ByteArena,
     approximate_size: AtomicUsize,
@@ -162,6 +169,7 @@ impl Memtable {
         Memtable {
             points: SkipMap::new(),
             range_tombstones: SkipMap::new(),
+            tombstone_index: MemtableTombstones::default(),
             arena: ByteArena::default(),
             approximate_size: AtomicUsize::new(0),
             max_lsn: AtomicU64::new(0),
@@ -199,7 +207,11 @@ impl Memtable {
     /// Inserts a range tombstone over `[start, end)`.
     pub fn insert_range_tombstone(&self, start: Bytes, end: Bytes, seqno: SeqNo) {
         let size = start.len() + end.len() + ENTRY_OVERHEAD;
+        let tombstone = RangeTombstone { start: start.clone(), end: end.clone(), seqno };
         self.range_tombstones.insert(InternalKey::new(start, seqno), end);
+        // Indexed before the seqno is published (the caller publishes it after the
+        // insert returns), so every reader that can see it finds it.
+        self.tombstone_index.insert(tombstone);
         self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
         self.inject_max_lsn(seqno);
     }
@@ -256,13 +268,12 @@ impl Memtable {
         if self.range_tombstones.is_empty() {
             return None;
         }
-        let upper = Probe::new(key, 0);
-        let upper: &dyn KeyView = &upper;
-        self.range_tombstones
-            .range::<dyn KeyView, _>((Bound::Unbounded, Bound::Included(upper)))
-            .filter(|e| e.key().seqno <= snapshot && key < e.value().as_ref())
-            .map(|e| e.key().seqno)
-            .max()
+        self.tombstone_index.levels().max_covering(key, snapshot)
+    }
+
+    /// The range tombstones inserted so far, indexed; later inserts do not change it.
+    pub fn tombstone_levels(&self) -> TombstoneLevels {
+        self.tombstone_index.levels()
     }
 
     /// Every point version in internal order (for flush).
@@ -376,6 +387,38 @@ mod tests {
         assert_eq!(m.max_covering_tombstone(b"b", 8), Some(7));
         assert_eq!(m.max_covering_tombstone(b"d", 100), None);
         assert_eq!(m.max_covering_tombstone(b"0", 100), None);
+    }
+
+    /// One writer inserts nested tombstones and publishes each seqno after its insert,
+    /// as the commit leader does; readers at the published seqno must find it.
+    #[test]
+    fn readers_find_every_published_tombstone() {
+        let m = Arc::new(Memtable::new(1));
+        let published = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, published) = (m.clone(), published.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        let seqno = published.load(AtomicOrdering::Acquire);
+                        let found = m.max_covering_tombstone(b"q:", seqno);
+                        assert_eq!(found, (seqno > 0).then_some(seqno));
+                        let levels = m.tombstone_levels();
+                        assert_eq!(levels.max_covering(b"q:", seqno), found);
+                        if seqno == 2_000 {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for seqno in 1..=2_000u64 {
+            m.insert_range_tombstone(b("q:"), Bytes::from(format!("q:{seqno:08}")), seqno);
+            published.store(seqno, AtomicOrdering::Release);
+        }
+        for reader in readers {
+            reader.join().unwrap();
+        }
     }
 
     #[test]
