@@ -12,10 +12,10 @@
 //! a WAL that is replayed again, minus the seqnos the manifest says were flushed.
 //!
 //! # Errors
-//! Running out of space in step 1 removes the unnamed files and is retried with
-//! backoff; meanwhile writes fail with `Error::NoSpace`, and they resume by themselves
-//! once a flush succeeds. Any other error (including one in steps 2–4, which touch
-//! the manifest) stops all writes until reopen (`Error::Background`).
+//! Running out of space in step 1, or in step 2 when the manifest took its edit back,
+//! removes the new table and is retried with backoff; meanwhile writes fail with
+//! `Error::NoSpace`, and they resume by themselves once a flush succeeds. Any other
+//! error stops all writes until reopen (`Error::Background`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -268,6 +268,12 @@ impl DbCore {
             last_seqno: Some(frozen.max_lsn()),
             added: handle.iter().map(|h| h.meta.clone()).collect(),
             ..VersionEdit::default()
+        })
+        .inspect_err(|e| {
+            if let (Error::NoSpace { .. }, Some(table)) = (e, &handle) {
+                // Nothing names the table: its space comes back for the retry.
+                table.mark_obsolete();
+            }
         })?;
 
         // The manifest no longer needs these segments; delete them before the new view

@@ -179,6 +179,12 @@ impl DbCore {
             added: added.iter().map(|h| h.meta.clone()).collect(),
             removed: removed_edit,
             ..VersionEdit::default()
+        })
+        .inspect_err(|e| {
+            if matches!(e, Error::NoSpace { .. }) {
+                // The manifest took the edit back: nothing names the outputs.
+                added.iter().for_each(|output| output.mark_obsolete());
+            }
         })?;
         let c = &self.stats;
         c.compactions.fetch_add(1, Ordering::Relaxed);

@@ -85,6 +85,7 @@ impl DbCore {
     }
 
     /// Logs `edit` to the manifest (synced) and applies it to the manifest's state.
+    /// `Error::NoSpace` means the edit did not happen and the manifest goes on.
     fn log_and_apply(&self, mut edit: VersionEdit) -> Result<()> {
         let mut manifest = self.manifest.lock();
         // Every edit reserves a number for the manifest in case this edit makes it roll
@@ -92,7 +93,11 @@ impl DbCore {
         // recorded value is never below a number in use.
         let rollover_number = self.new_file_number();
         edit.next_file_number = Some(self.next_file_number.load(Ordering::Relaxed));
-        manifest.apply(edit, || rollover_number)
+        manifest.apply(edit, || rollover_number).map_err(|e| match manifest.is_usable() {
+            // Nothing of the edit was kept: the caller may undo its work and retry.
+            true => self.no_space_or(e, "writing the manifest"),
+            false => e,
+        })
     }
 
     fn check_open(&self) -> Result<()> {

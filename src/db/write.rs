@@ -315,7 +315,13 @@ impl DbCore {
                 _ => e,
             }
         })?;
-        self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })?;
+        self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })
+            .inspect_err(|e| {
+                if matches!(e, Error::NoSpace { .. }) {
+                    // The manifest took the edit back: nothing names the new segment.
+                    let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
+                }
+            })?;
         writer.wal = wal;
         self.install_view(|view| {
             let fresh = Memtable::new(number);

@@ -121,12 +121,12 @@ struct State {
 }
 
 impl State {
-    /// Bytes held by every file, live or only durable.
+    /// Bytes held by the files the live namespace names (as on a real disk, a removed
+    /// file's space is free at once, whatever a power loss would bring back).
     fn used_bytes(&self) -> u64 {
         let mut seen = std::collections::HashSet::new();
         self.live
             .values()
-            .chain(self.durable.values())
             .filter(|inode| seen.insert(Arc::as_ptr(inode)))
             .map(|inode| inode.lock().data.len() as u64)
             .sum()
@@ -228,7 +228,7 @@ impl FaultFs {
         self.state.lock().capacity = bytes;
     }
 
-    /// Bytes held by every file, live or only durable.
+    /// Bytes held by the files the live namespace names.
     pub fn used_bytes(&self) -> u64 {
         self.state.lock().used_bytes()
     }

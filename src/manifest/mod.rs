@@ -129,7 +129,8 @@ impl Manifest {
                 manifest_file_name(number)
             )));
         }
-        let log = install_new_manifest(fs.as_ref(), dir, number, &mut state)?;
+        let log = install_new_manifest(fs.as_ref(), dir, number, &mut state)
+            .map_err(Rollover::into_error)?;
         Ok(Manifest { fs, dir: dir.to_path_buf(), number, log, state, max_size, failed: false })
     }
 
@@ -199,7 +200,9 @@ impl Manifest {
     /// is `Error::InvalidArgument` and nothing is written. If the log then exceeds
     /// `max_size`, the manifest rolls over: a fresh snapshot is written as manifest
     /// `new_file_number()`, `CURRENT` switches to it and the old file is removed.
-    /// After an I/O error every later call fails (invariant 5).
+    /// After an I/O error every later call fails (invariant 5), except for an edit
+    /// refused for lack of space that the log took back, and a rollover that found no
+    /// space before `CURRENT` named the new file (the old manifest stays in use).
     pub fn apply(
         &mut self,
         edit: VersionEdit,
@@ -212,7 +215,10 @@ impl Manifest {
         }
         self.state.check(&edit).map_err(|c| Error::invalid(c.message))?;
         let result = self.write_edit(&edit, new_file_number);
-        self.failed = result.is_err();
+        // An append refused for lack of space that the log took back left the manifest
+        // as it was: the edit did not happen, and a later one may.
+        let taken_back = result.as_ref().is_err_and(Error::is_no_space) && self.log.is_usable();
+        self.failed = result.is_err() && !taken_back;
         result
     }
 
@@ -231,10 +237,26 @@ impl Manifest {
                     "manifest rollover was given the live manifest's number {number}"
                 )));
             }
-            self.log = install_new_manifest(self.fs.as_ref(), &self.dir, number, &mut self.state)?;
-            self.number = number;
+            match install_new_manifest(self.fs.as_ref(), &self.dir, number, &mut self.state) {
+                Ok(log) => {
+                    self.log = log;
+                    self.number = number;
+                }
+                // The edit is durable in the old manifest, which `CURRENT` still names:
+                // keep using it and roll over at a later edit, once there is space.
+                Err(Rollover::NotInstalled(e)) if e.is_no_space() => {
+                    let _ = self.fs.remove_file(&self.dir.join(manifest_file_name(number)));
+                    let _ = self.fs.remove_file(&self.dir.join(CURRENT_TMP));
+                }
+                Err(Rollover::NotInstalled(e) | Rollover::MaybeInstalled(e)) => return Err(e),
+            }
         }
         Ok(())
+    }
+
+    /// False once a failed write or sync made every later edit fail.
+    pub fn is_usable(&self) -> bool {
+        !self.failed
     }
 
     /// The state after every edit applied so far.
@@ -255,32 +277,56 @@ impl Manifest {
 
 /// Writes manifest `number` holding a snapshot of `state`, makes it durable, points
 /// `CURRENT` at it and removes other manifest files. Returns the log to append to.
+/// How installing a new manifest failed: before `CURRENT` could name it, or in or
+/// after the rename that switches `CURRENT` (after which it may name either file).
+enum Rollover {
+    NotInstalled(Error),
+    MaybeInstalled(Error),
+}
+
+impl Rollover {
+    fn into_error(self) -> Error {
+        match self {
+            Rollover::NotInstalled(e) | Rollover::MaybeInstalled(e) => e,
+        }
+    }
+}
+
 fn install_new_manifest(
     fs: &dyn FileSystem,
     dir: &Path,
     number: u64,
     state: &mut ManifestState,
-) -> Result<LogWriter> {
+) -> Result<LogWriter, Rollover> {
     state.next_file_number = state.next_file_number.max(number.saturating_add(1));
-    let mut file = fs.create(&dir.join(manifest_file_name(number)))?;
-    file.append(&encode_header())?;
-    let mut log = LogWriter::new(file);
-    log.add_record(&state.snapshot_edit().encode())?;
-    log.sync()?;
-    fs.sync_dir(dir)?;
-    set_current(fs, dir, number)?;
+    let log = (|| {
+        let mut file = fs.create(&dir.join(manifest_file_name(number)))?;
+        file.append(&encode_header())?;
+        let mut log = LogWriter::new(file);
+        log.add_record(&state.snapshot_edit().encode())?;
+        log.sync()?;
+        fs.sync_dir(dir)?;
+        write_current_tmp(fs, dir, number)?;
+        Ok(log)
+    })()
+    .map_err(Rollover::NotInstalled)?;
+    switch_current(fs, dir).map_err(Rollover::MaybeInstalled)?;
     remove_other_manifests(fs, dir, number);
     Ok(log)
 }
 
-/// Atomically points `CURRENT` at manifest `number` (invariant 2).
-fn set_current(fs: &dyn FileSystem, dir: &Path, number: u64) -> Result<()> {
-    let tmp = dir.join(CURRENT_TMP);
-    let mut file = fs.create(&tmp)?;
+/// Writes and syncs `CURRENT.tmp` naming manifest `number`; with [`switch_current`]
+/// it points `CURRENT` at the manifest atomically (invariant 2).
+fn write_current_tmp(fs: &dyn FileSystem, dir: &Path, number: u64) -> Result<()> {
+    let mut file = fs.create(&dir.join(CURRENT_TMP))?;
     file.append(format!("{}\n", manifest_file_name(number)).as_bytes())?;
     file.sync()?;
-    drop(file);
-    fs.rename(&tmp, &dir.join(CURRENT))?;
+    Ok(())
+}
+
+/// Renames `CURRENT.tmp` over `CURRENT` and makes the rename durable.
+fn switch_current(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.rename(&dir.join(CURRENT_TMP), &dir.join(CURRENT))?;
     fs.sync_dir(dir)?;
     Ok(())
 }
