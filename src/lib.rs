@@ -55,8 +55,6 @@ pub mod sstable;
 pub mod tombstones;
 pub mod version;
 pub mod wal;
-#[cfg(feature = "workloads")]
-pub mod workloads;
 
 pub use batch::WriteBatch;
 pub use bytes::Bytes;

@@ -9,8 +9,7 @@ mod rocksdb;
 
 use std::path::Path;
 
-use aeternus_workloads::{NoProgress, Result, Size, WorkloadResult, run};
-use aeternusdb::workloads::BenchDb;
+use aeternus_workloads::{BenchDb, NoProgress, Result, Size, WorkloadResult, run};
 
 /// Memtable (write buffer) budget of every LSM engine.
 pub const WRITE_BUFFER_BYTES: usize = 64 << 20;

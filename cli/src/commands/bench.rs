@@ -4,8 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use aeternus_workloads::{NAMES, Progress, Size, format_table, run};
-use aeternusdb::workloads::BenchDb;
+use aeternus_workloads::{BenchDb, NAMES, Progress, Size, format_table, run};
 use clap::Args;
 use clap::builder::PossibleValuesParser;
 use indicatif::ProgressBar;

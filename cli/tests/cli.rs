@@ -1,5 +1,4 @@
 //! The `aeternus` binary, driven as a user would: outputs, exit statuses, files.
-#![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
