@@ -81,18 +81,23 @@ impl Engine for BenchDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NoProgress, Size, run};
+    use crate::{NoProgress, Size, Workload, run};
 
     /// Runs in the root's `cargo test` (the CLI turns the feature on) and in
     /// `cargo test -p aeternus-workloads --features aeternusdb`.
     #[test]
     fn the_workloads_verify_on_this_engine() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["fillrandom", "overwrite", "deleterange", "ycsb-e", "reopen"] {
-            let results =
-                run::<BenchDb>(name, &dir.path().join(name), Size::with_keys(3_000), &NoProgress)
-                    .unwrap();
-            assert_ne!(results[0].verified, Some(false), "{name}");
+        for workload in [
+            Workload::FillRandom,
+            Workload::Overwrite,
+            Workload::DeleteRange,
+            Workload::YcsbE,
+            Workload::Reopen,
+        ] {
+            let dir = dir.path().join(workload.name());
+            let results = run::<BenchDb>(workload, &dir, Size::with_keys(3_000), &NoProgress);
+            assert_ne!(results.unwrap()[0].verified, Some(false), "{workload}");
         }
     }
 }

@@ -15,12 +15,14 @@ pub mod engine;
 pub mod memory;
 pub mod process;
 mod report;
+mod workload;
 mod workloads;
 pub mod zipf;
 
 pub use engine::{Engine, Error, OpenOptions, Result};
 pub use report::{Figure, WorkloadResult, format_table};
-pub use workloads::{NAMES, run};
+pub use workload::{UnknownWorkload, Workload};
+pub use workloads::run;
 
 #[cfg(feature = "aeternusdb")]
 pub use bench_db::BenchDb;
