@@ -56,8 +56,6 @@ pub mod table_cache;
 pub mod tombstones;
 pub mod version;
 pub mod wal;
-#[cfg(feature = "workloads")]
-pub mod workloads;
 
 pub use batch::WriteBatch;
 pub use bytes::Bytes;

@@ -4,19 +4,25 @@
 use std::io::Write;
 use std::path::Path;
 
-use aeternus_workloads::Size;
 use aeternus_workloads::process::peak_rss_bytes;
+use aeternus_workloads::{Size, Workload};
 
 use crate::engines::EngineKind;
 use crate::run::Result;
 use crate::sample::Sample;
 
-pub fn run(engine: EngineKind, workload: &str, keys: u64, repeat: u32, dir: &Path) -> Result<()> {
+pub fn run(
+    engine: EngineKind,
+    workload: Workload,
+    keys: u64,
+    repeat: u32,
+    dir: &Path,
+) -> Result<()> {
     let results = engine.run(workload, dir, Size::with_keys(keys))?;
     let peak_rss = peak_rss_bytes();
     let mut out = std::io::stdout().lock();
     for r in &results {
-        let sample = Sample::new(engine, workload, repeat, r, peak_rss);
+        let sample = Sample::new(engine, workload.name(), repeat, r, peak_rss);
         writeln!(out, "{}", serde_json::to_string(&sample)?)?;
     }
     out.flush()?;

@@ -12,8 +12,7 @@ mod sample;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aeternus_workloads::NAMES;
-use clap::builder::PossibleValuesParser;
+use aeternus_workloads::Workload;
 use clap::{Parser, Subcommand};
 
 use crate::engines::EngineKind;
@@ -40,8 +39,8 @@ enum Command {
     Child {
         #[arg(long, value_enum)]
         engine: EngineKind,
-        #[arg(long, value_parser = PossibleValuesParser::new(NAMES))]
-        workload: String,
+        #[arg(long, value_parser = run::workload_parser())]
+        workload: Workload,
         #[arg(long)]
         keys: u64,
         #[arg(long, default_value_t = 0)]
@@ -58,7 +57,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Report { out } => report::write(&out),
         Command::Child { engine, workload, keys, repeat, dir } => {
-            child::run(engine, &workload, keys, repeat, &dir)
+            child::run(engine, workload, keys, repeat, &dir)
         }
     };
     match result {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aeternus_workloads::{NAMES, Size};
+use aeternus_workloads::{Size, Workload};
 use clap::Args;
-use clap::builder::PossibleValuesParser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::{Deserialize, Serialize};
 
 use crate::engines::EngineKind;
@@ -32,8 +32,8 @@ pub struct RunArgs {
     #[arg(long = "engine", value_enum)]
     engines: Vec<EngineKind>,
     /// Run only workload NAME (repeatable); every workload by default.
-    #[arg(long = "workload", value_name = "NAME", value_parser = PossibleValuesParser::new(NAMES))]
-    workloads: Vec<String>,
+    #[arg(long = "workload", value_name = "NAME", value_parser = workload_parser())]
+    workloads: Vec<Workload>,
     /// Runs of each workload on each engine; the report gives medians and spread.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
@@ -63,6 +63,12 @@ pub struct RunInfo {
     pub total_seconds: f64,
 }
 
+/// Parses `--workload NAME`; clap lists the valid names in `--help` and in its error.
+pub fn workload_parser() -> impl TypedValueParser<Value = Workload> {
+    PossibleValuesParser::new(Workload::ALL.map(Workload::name))
+        .try_map(|name| name.parse::<Workload>())
+}
+
 pub const RUN_FILE: &str = "run.json";
 pub const SAMPLES_FILE: &str = "results.jsonl";
 
@@ -73,11 +79,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         (None, false) => Size::full(),
     };
     let engines = if args.engines.is_empty() { EngineKind::ALL.to_vec() } else { args.engines };
-    let workloads: Vec<String> = if args.workloads.is_empty() {
-        NAMES.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.workloads
-    };
+    let workloads = if args.workloads.is_empty() { Workload::ALL.to_vec() } else { args.workloads };
     if args.repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
@@ -94,13 +96,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         size,
         repeats: args.repeat,
         engines: engines.iter().map(|e| e.id().to_string()).collect(),
-        workloads: workloads.clone(),
+        workloads: workloads.iter().map(|w| w.name().to_string()).collect(),
         failures: Vec::new(),
         total_seconds: 0.0,
     };
     let mut samples = std::fs::File::create(args.out.join(SAMPLES_FILE))?;
     let started = Instant::now();
-    for workload in &workloads {
+    for &workload in &workloads {
         for repeat in 0..args.repeat {
             for &engine in engines.iter().filter(|e| e.runs(workload)) {
                 let dir = args.dir.join(format!(
@@ -126,7 +128,12 @@ pub fn run(args: RunArgs) -> Result<()> {
                     }
                     Err(message) => {
                         eprintln!("{workload:<20} {:<17} #{repeat} FAILED: {message}", engine.id());
-                        info.failures.push((engine.id().into(), workload.clone(), repeat, message));
+                        info.failures.push((
+                            engine.id().into(),
+                            workload.to_string(),
+                            repeat,
+                            message,
+                        ));
                     }
                 }
             }
@@ -140,7 +147,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// Runs one child and returns its samples, or why it failed.
 fn child(
     engine: EngineKind,
-    workload: &str,
+    workload: Workload,
     repeat: u32,
     size: Size,
     dir: &Path,
@@ -148,7 +155,7 @@ fn child(
 ) -> std::result::Result<Vec<Sample>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
-        .args(["child", "--engine", engine.id(), "--workload", workload])
+        .args(["child", "--engine", engine.id(), "--workload", workload.name()])
         .args(["--keys", &size.keys.to_string(), "--repeat", &repeat.to_string()])
         .arg("--dir")
         .arg(dir)

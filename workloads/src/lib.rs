@@ -4,18 +4,28 @@
 //!
 //! Each workload opens its engine in the directory it is given (which should be fresh),
 //! and returns one or more [`WorkloadResult`]s.
+//!
+//! The crate knows no real engine, except behind the `aeternusdb` feature: [`BenchDb`],
+//! AeternusDB as an [`Engine`], shared by `aeternus bench` and the harness in `bench/`.
 
+#[cfg(feature = "aeternusdb")]
+mod bench_db;
 pub mod data;
 pub mod engine;
 pub mod memory;
 pub mod process;
 mod report;
+mod workload;
 mod workloads;
 pub mod zipf;
 
 pub use engine::{Engine, Error, OpenOptions, Result};
 pub use report::{Figure, WorkloadResult, format_table};
-pub use workloads::{NAMES, run};
+pub use workload::{UnknownWorkload, Workload};
+pub use workloads::run;
+
+#[cfg(feature = "aeternusdb")]
+pub use bench_db::BenchDb;
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

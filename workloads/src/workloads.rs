@@ -10,56 +10,36 @@ use crate::data::{KEY_LEN, Rng, VALUE_LEN, key, missing_key, seeds, shuffled, va
 use crate::engine::{Engine, OpenOptions, Result};
 use crate::process::{disk_bytes, storage_write_bytes};
 use crate::report::WorkloadResult;
+use crate::workload::Workload;
 use crate::zipf::{Latest, ScrambledZipfian};
 use crate::{Progress, Size};
 
-/// Every workload, in the order `run` is usually asked for them.
-pub const NAMES: &[&str] = &[
-    "fillseq",
-    "fillrandom",
-    "fillsync",
-    "overwrite",
-    "readrandom",
-    "readmissing",
-    "seekrandom",
-    "readwhilewriting",
-    "deleterange",
-    "ycsb-a",
-    "ycsb-b",
-    "ycsb-c",
-    "ycsb-d",
-    "ycsb-e",
-    "ycsb-f",
-    "reopen",
-];
-
-/// Runs workload `name` with engine `E` in `dir` (which should be fresh).
+/// Runs `workload` with engine `E` in `dir` (which should be fresh).
 pub fn run<E: Engine>(
-    name: &str,
+    workload: Workload,
     dir: &Path,
     size: Size,
     progress: &dyn Progress,
 ) -> Result<Vec<WorkloadResult>> {
     let ctx = Ctx { dir, size, progress };
-    let result = match name {
-        "fillseq" => fill::<E>(&ctx, "fillseq", false)?,
-        "fillrandom" => fill::<E>(&ctx, "fillrandom", true)?,
-        "fillsync" => return fillsync::<E>(&ctx),
-        "overwrite" => overwrite::<E>(&ctx)?,
-        "readrandom" => readrandom::<E>(&ctx)?,
-        "readmissing" => readmissing::<E>(&ctx)?,
-        "seekrandom" => seekrandom::<E>(&ctx)?,
-        "readwhilewriting" => readwhilewriting::<E>(&ctx)?,
-        "deleterange" => deleterange::<E>(&ctx)?,
-        "reopen" => reopen::<E>(&ctx)?,
-        ycsb if ycsb.starts_with("ycsb-") && ycsb.len() == 6 => {
-            let w = ycsb.as_bytes()[5];
-            if !(b'a'..=b'f').contains(&w) {
-                return Err(format!("unknown workload {name}").into());
-            }
-            ycsb_run::<E>(&ctx, w)?
-        }
-        _ => return Err(format!("unknown workload {name}").into()),
+    let name = workload.name();
+    let result = match workload {
+        Workload::FillSeq => fill::<E>(&ctx, name, false)?,
+        Workload::FillRandom => fill::<E>(&ctx, name, true)?,
+        Workload::FillSync => return fillsync::<E>(&ctx),
+        Workload::Overwrite => overwrite::<E>(&ctx)?,
+        Workload::ReadRandom => readrandom::<E>(&ctx)?,
+        Workload::ReadMissing => readmissing::<E>(&ctx)?,
+        Workload::SeekRandom => seekrandom::<E>(&ctx)?,
+        Workload::ReadWhileWriting => readwhilewriting::<E>(&ctx)?,
+        Workload::DeleteRange => deleterange::<E>(&ctx)?,
+        Workload::Reopen => reopen::<E>(&ctx)?,
+        Workload::YcsbA => ycsb_run::<E>(&ctx, b'a')?,
+        Workload::YcsbB => ycsb_run::<E>(&ctx, b'b')?,
+        Workload::YcsbC => ycsb_run::<E>(&ctx, b'c')?,
+        Workload::YcsbD => ycsb_run::<E>(&ctx, b'd')?,
+        Workload::YcsbE => ycsb_run::<E>(&ctx, b'e')?,
+        Workload::YcsbF => ycsb_run::<E>(&ctx, b'f')?,
     };
     Ok(vec![result])
 }
@@ -375,7 +355,8 @@ fn deleterange<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     Ok(r)
 }
 
-/// YCSB core workloads: N records, N operations.
+/// YCSB core workloads: N records, N operations. `workload` is the letter, `b'a'` to `b'f'`
+/// (it also seeds the operation mix, so every engine sees the same one).
 fn ycsb_run<E: Engine>(ctx: &Ctx, workload: u8) -> Result<WorkloadResult> {
     let name = format!("ycsb-{}", workload as char);
     let db = ctx.loaded::<E>(&name)?;
@@ -482,17 +463,17 @@ mod tests {
     fn every_workload_verifies_on_the_reference_engine() {
         let size = Size::with_keys(2_000);
         let mut all = Vec::new();
-        for (i, name) in NAMES.iter().enumerate() {
+        for (i, workload) in Workload::ALL.into_iter().enumerate() {
             let dir = std::env::temp_dir().join(format!("aeternus-workloads-test-{i}"));
-            let results = run::<MemoryEngine>(name, &dir, size, &NoProgress).unwrap();
+            let results = run::<MemoryEngine>(workload, &dir, size, &NoProgress).unwrap();
             assert!(!results.is_empty());
             for r in &results {
-                assert!(r.ops > 0, "{name}");
-                assert_ne!(r.verified, Some(false), "{name}");
+                assert!(r.ops > 0, "{workload}");
+                assert_ne!(r.verified, Some(false), "{workload}");
             }
             all.extend(results);
         }
-        assert_eq!(all.len(), NAMES.len() + 1); // fillsync reports two rows
+        assert_eq!(all.len(), Workload::ALL.len() + 1); // fillsync reports two rows
         let table = format_table("memory", &all);
         assert!(table.contains("| ycsb-e"), "{table}");
         let read = all.iter().find(|r| r.name == "readrandom").unwrap();
@@ -542,21 +523,18 @@ mod tests {
     #[test]
     fn lost_writes_fail_verification() {
         let size = Size::with_keys(2_000);
-        for (i, name) in ["readrandom", "seekrandom", "deleterange", "ycsb-c", "ycsb-e", "reopen"]
-            .iter()
-            .enumerate()
-        {
+        let lossy = [
+            Workload::ReadRandom,
+            Workload::SeekRandom,
+            Workload::DeleteRange,
+            Workload::YcsbC,
+            Workload::YcsbE,
+            Workload::Reopen,
+        ];
+        for (i, workload) in lossy.into_iter().enumerate() {
             let dir = std::env::temp_dir().join(format!("aeternus-workloads-lossy-{i}"));
-            let results = run::<Lossy>(name, &dir, size, &NoProgress).unwrap();
-            assert_eq!(results[0].verified, Some(false), "{name}");
-        }
-    }
-
-    #[test]
-    fn unknown_workloads_are_errors() {
-        let dir = std::env::temp_dir();
-        for name in ["nope", "ycsb-g", "ycsb-"] {
-            assert!(run::<MemoryEngine>(name, &dir, Size::with_keys(1000), &NoProgress).is_err());
+            let results = run::<Lossy>(workload, &dir, size, &NoProgress).unwrap();
+            assert_eq!(results[0].verified, Some(false), "{workload}");
         }
     }
 

@@ -9,8 +9,7 @@ mod rocksdb;
 
 use std::path::Path;
 
-use aeternus_workloads::{NoProgress, Result, Size, WorkloadResult, run};
-use aeternusdb::workloads::BenchDb;
+use aeternus_workloads::{BenchDb, NoProgress, Result, Size, Workload, WorkloadResult, run};
 
 /// Memtable (write buffer) budget of every LSM engine.
 pub const WRITE_BUFFER_BYTES: usize = 64 << 20;
@@ -96,12 +95,12 @@ impl EngineKind {
     }
 
     /// Whether the engine runs `workload` at all.
-    pub fn runs(self, workload: &str) -> bool {
-        self != EngineKind::AeternusdbV1 || workload == "fillsync"
+    pub fn runs(self, workload: Workload) -> bool {
+        self != EngineKind::AeternusdbV1 || workload == Workload::FillSync
     }
 
     /// Runs one workload in a fresh `dir`.
-    pub fn run(self, workload: &str, dir: &Path, size: Size) -> Result<Vec<WorkloadResult>> {
+    pub fn run(self, workload: Workload, dir: &Path, size: Size) -> Result<Vec<WorkloadResult>> {
         match self {
             EngineKind::Rocksdb => run::<rocksdb::RocksDb>(workload, dir, size, &NoProgress),
             EngineKind::Aeternusdb => run::<BenchDb>(workload, dir, size, &NoProgress),

@@ -1,5 +1,6 @@
-//! AeternusDB as an [`aeternus_workloads::Engine`]: the subject of `aeternus bench` and of
-//! the side-by-side harness in `bench/`. Behind the `workloads` feature.
+//! AeternusDB as an [`Engine`]: the subject of `aeternus bench` and of the side-by-side
+//! harness in `bench/`. Behind the `aeternusdb` feature, so that the workloads crate
+//! stays engine-agnostic by default and the library never depends on its benchmark.
 //!
 //! Writes are buffered (`sync_writes: false`) unless a workload asks for a sync, the
 //! setting every peer is given too; everything else is [`Options::default`].
@@ -7,9 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aeternus_workloads::{Engine, OpenOptions, Result};
+use aeternusdb::{Db, Options, WriteBatch, WriteOptions};
 
-use crate::{Db, Options, WriteBatch, WriteOptions};
+use crate::engine::{Engine, OpenOptions, Result};
 
 /// A [`Db`] opened for benchmarking.
 #[derive(Debug)]
@@ -17,7 +18,8 @@ pub struct BenchDb(Db);
 
 impl Engine for BenchDb {
     fn name(&self) -> String {
-        format!("aeternusdb {}", env!("CARGO_PKG_VERSION"))
+        // This crate's version is not the engine's; `aeternus bench` prints the engine's.
+        "aeternusdb".into()
     }
 
     fn open(dir: &Path, options: &OpenOptions) -> Result<Self> {
@@ -78,18 +80,24 @@ impl Engine for BenchDb {
 
 #[cfg(test)]
 mod tests {
-    use aeternus_workloads::{NoProgress, Size, run};
-
     use super::*;
+    use crate::{NoProgress, Size, Workload, run};
 
+    /// Runs in the root's `cargo test` (the CLI turns the feature on) and in
+    /// `cargo test -p aeternus-workloads --features aeternusdb`.
     #[test]
     fn the_workloads_verify_on_this_engine() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["fillrandom", "overwrite", "deleterange", "ycsb-e", "reopen"] {
-            let results =
-                run::<BenchDb>(name, &dir.path().join(name), Size::with_keys(3_000), &NoProgress)
-                    .unwrap();
-            assert_ne!(results[0].verified, Some(false), "{name}");
+        for workload in [
+            Workload::FillRandom,
+            Workload::Overwrite,
+            Workload::DeleteRange,
+            Workload::YcsbE,
+            Workload::Reopen,
+        ] {
+            let dir = dir.path().join(workload.name());
+            let results = run::<BenchDb>(workload, &dir, Size::with_keys(3_000), &NoProgress);
+            assert_ne!(results.unwrap()[0].verified, Some(false), "{workload}");
         }
     }
 }

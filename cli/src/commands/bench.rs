@@ -1,13 +1,14 @@
 //! `bench`: the workloads of `aeternus-workloads` on this AeternusDB.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use aeternus_workloads::{NAMES, Progress, Size, format_table, run};
-use aeternusdb::workloads::BenchDb;
-use clap::Args;
-use clap::builder::PossibleValuesParser;
+use aeternus_workloads::{BenchDb, Progress, Size, Workload, format_table, run};
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{Arg, Args, Command};
 use indicatif::ProgressBar;
 
 use super::progress_bar;
@@ -19,11 +20,37 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only workload NAME (repeatable); every workload by default.
-    #[arg(long = "workload", value_name = "NAME", value_parser = PossibleValuesParser::new(NAMES))]
-    workloads: Vec<String>,
+    #[arg(long = "workload", value_name = "NAME", value_parser = WorkloadParser)]
+    workloads: Vec<Workload>,
     /// Keys per workload, other counts scaled alike; overrides --quick (for tests).
     #[arg(long, value_name = "N", hide = true)]
     keys: Option<u64>,
+}
+
+/// Parses `--workload NAME`. Unlike clap's `PossibleValuesParser`, whose error lists the
+/// valid names on a line of its own (which `main` drops), the error is one line with
+/// every valid name; `--help` still lists them.
+#[derive(Debug, Clone, Copy)]
+struct WorkloadParser;
+
+impl TypedValueParser for WorkloadParser {
+    type Value = Workload;
+
+    fn parse_ref(
+        &self,
+        cmd: &Command,
+        _arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<Workload, clap::Error> {
+        value
+            .to_string_lossy()
+            .parse()
+            .map_err(|e| clap::Error::raw(ErrorKind::InvalidValue, format!("{e}\n")).with_cmd(cmd))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Workload::ALL.into_iter().map(|w| PossibleValue::new(w.name()))))
+    }
 }
 
 /// One indicatif bar reused by every phase; hidden when stderr is not a terminal.
@@ -47,11 +74,7 @@ pub fn bench(dir: Option<&Path>, args: BenchArgs) -> CliResult {
         (None, true) => Size::quick(),
         (None, false) => Size::full(),
     };
-    let workloads: Vec<&str> = if args.workloads.is_empty() {
-        NAMES.to_vec()
-    } else {
-        args.workloads.iter().map(String::as_str).collect()
-    };
+    let workloads = if args.workloads.is_empty() { Workload::ALL.to_vec() } else { args.workloads };
     // A directory of our own (inside --dir if given), removed at the end.
     let root = match dir {
         Some(dir) if dir.join("CURRENT").exists() => {
@@ -79,12 +102,12 @@ pub fn bench(dir: Option<&Path>, args: BenchArgs) -> CliResult {
 
     let mut results = Vec::new();
     let started = Instant::now();
-    for name in &workloads {
-        let workload_dir = root.path().join(name);
-        let result = run::<BenchDb>(name, &workload_dir, size, &progress);
+    for workload in workloads {
+        let workload_dir = root.path().join(workload.name());
+        let result = run::<BenchDb>(workload, &workload_dir, size, &progress);
         // Each workload's database is removed as soon as it is done.
         let _ = std::fs::remove_dir_all(&workload_dir);
-        results.extend(result.map_err(|e| CliError::new(format!("{name}: {e}")))?);
+        results.extend(result.map_err(|e| CliError::new(format!("{workload}: {e}")))?);
     }
     progress.0.finish_and_clear();
     let engine = format!("aeternusdb {}", env!("CARGO_PKG_VERSION"));
