@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 
 use crate::error::Result;
 use crate::fs::FileSystem;
@@ -51,7 +52,7 @@ pub struct TableHandle {
 
 /// Deletes a table's file when the last handle on it goes, if it became obsolete.
 struct TableFile {
-    fs: Arc<dyn FileSystem>,
+    deleter: Arc<ObsoleteTables>,
     path: PathBuf,
     obsolete: AtomicBool,
 }
@@ -59,9 +60,41 @@ struct TableFile {
 impl Drop for TableFile {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
+            self.deleter.delete(&self.path);
+        }
+    }
+}
+
+/// Deletes the obsolete table files of one open instance, and none once it closed.
+///
+/// An iterator or snapshot may outlive `close()`, and with it the last handle on a
+/// table a compaction replaced. By then the directory belongs to whoever opens it
+/// next (who removes every file its manifest does not name), and a file of that name
+/// may even be a new database's if the directory was recreated: so after
+/// [`stop`](ObsoleteTables::stop) deletions are left to the next open.
+pub struct ObsoleteTables {
+    fs: Arc<dyn FileSystem>,
+    /// True while the instance is open; a deletion holds the read lock throughout.
+    open: RwLock<bool>,
+}
+
+impl ObsoleteTables {
+    /// Deletions through `fs` for an instance that is open now.
+    pub fn new(fs: Arc<dyn FileSystem>) -> Arc<ObsoleteTables> {
+        Arc::new(ObsoleteTables { fs, open: RwLock::new(true) })
+    }
+
+    /// No file is deleted after this returns (one being deleted now is finished).
+    pub fn stop(&self) {
+        *self.open.write() = false;
+    }
+
+    fn delete(&self, path: &std::path::Path) {
+        let open = self.open.read();
+        if *open {
             // A file left behind (error, crash) is removed by the next open: the
             // manifest no longer names it.
-            let _ = self.fs.remove_file(&self.path);
+            let _ = self.fs.remove_file(path);
         }
     }
 }
@@ -73,11 +106,11 @@ impl std::fmt::Debug for TableHandle {
 }
 
 impl TableHandle {
-    /// Wraps an open table living in `fs`.
-    pub fn new(table: Arc<Table>, meta: TableMeta, fs: Arc<dyn FileSystem>) -> TableHandle {
+    /// Wraps an open table whose file `deleter` removes once it is obsolete.
+    pub fn new(table: Arc<Table>, meta: TableMeta, deleter: Arc<ObsoleteTables>) -> TableHandle {
         let tombstones = TombstoneIndex::new(table.range_tombstones().iter().cloned());
         let path = table.path().to_path_buf();
-        let file = Arc::new(TableFile { fs, path, obsolete: AtomicBool::new(false) });
+        let file = Arc::new(TableFile { deleter, path, obsolete: AtomicBool::new(false) });
         TableHandle { table, tombstones, meta, file }
     }
 

@@ -223,3 +223,38 @@ fn close_cancels_a_running_compaction_at_its_next_check() {
     }
     db.close().unwrap();
 }
+
+/// Regression: an iterator that outlived `close()` deleted, when dropped, the file of
+/// a table a compaction had replaced. By then the directory may hold another
+/// database (here: deleted and created anew, so its file numbers start over), and
+/// that file was the new database's.
+#[test]
+fn an_iterator_outliving_close_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let options = Options { auto_compaction: false, sync_writes: false, ..Options::default() };
+    let db = Db::open(&path, options.clone()).unwrap();
+    for part in 0..3 {
+        put_range(&db, "a", part * 100..(part + 1) * 100);
+        db.flush().unwrap();
+    }
+    let held = db.iter().unwrap();
+    db.compact().unwrap();
+    let replaced: Vec<String> = common::file_names(&path);
+    db.close().unwrap();
+
+    std::fs::remove_dir_all(&path).unwrap();
+    let db = Db::open(&path, options.clone()).unwrap();
+    for part in 0..6 {
+        put_range(&db, "b", part * 100..(part + 1) * 100);
+        db.flush().unwrap();
+    }
+    let reused = common::file_names(&path).into_iter().filter(|n| replaced.contains(n));
+    assert!(reused.filter(|n| n.ends_with(".sst")).count() > 0, "no table number was reused");
+    drop(held);
+    db.close().unwrap();
+
+    let db = Db::open(&path, options).unwrap();
+    assert_eq!(db.iter().unwrap().count(), 600);
+    db.close().unwrap();
+}

@@ -344,6 +344,6 @@ impl DbCore {
             min_seqno: properties.min_seqno,
             max_seqno: properties.max_seqno,
         };
-        Ok(Arc::new(TableHandle::new(table, meta, self.fs.clone())))
+        Ok(Arc::new(TableHandle::new(table, meta, self.obsolete_tables.clone())))
     }
 }

@@ -168,7 +168,7 @@ impl DbCore {
                     min_seqno: p.min_seqno,
                     max_seqno: p.max_seqno,
                 };
-                Arc::new(TableHandle::new(output.table, meta, self.fs.clone()))
+                Arc::new(TableHandle::new(output.table, meta, self.obsolete_tables.clone()))
             })
             .collect();
         // On failure the outputs are left on disk: the edit may have reached the

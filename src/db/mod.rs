@@ -39,7 +39,7 @@ use crate::key::SeqNo;
 use crate::manifest::{Manifest, VersionEdit};
 use crate::options::{Options, WriteOptions};
 use crate::table_cache::TableCache;
-use crate::version::ReadView;
+use crate::version::{ObsoleteTables, ReadView};
 
 pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
@@ -76,6 +76,8 @@ pub(crate) struct DbCore {
     snapshots: read::SnapshotRegistry,
     stats: Counters,
     closed: AtomicBool,
+    /// Deletes replaced tables' files while this instance is open.
+    obsolete_tables: Arc<ObsoleteTables>,
     lock: Mutex<Option<Box<dyn FileLock>>>,
 }
 
@@ -155,6 +157,9 @@ impl DbHandle {
         // only after the last of them stopped touching it, or a second instance could
         // open it while a stale job deletes the tables the new manifest names.
         self.core.background.wait_for_manual_compactions();
+        // Iterators and snapshots may outlive the instance; the tables they hold are
+        // left for the next open to remove.
+        self.core.obsolete_tables.stop();
         self.core.lock.lock().take();
         synced?;
         if panicked {

@@ -43,7 +43,7 @@ use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::{CompactionStrategyOptions, Options};
 use crate::sstable::{Table, table_file_name};
 use crate::table_cache::CachingFs;
-use crate::version::{ReadView, TableHandle, Version};
+use crate::version::{ObsoleteTables, ReadView, TableHandle, Version};
 use crate::wal::{
     ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
     truncate_segment,
@@ -150,11 +150,16 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     };
 
     let cache = Arc::new(BlockCache::new(options.block_cache_size));
+    let obsolete_tables = ObsoleteTables::new(fs.clone());
     let mut tables = Vec::with_capacity(state.tables.len());
     for meta in state.tables.values() {
         let table =
             Table::open(&*fs, &dir.join(table_file_name(meta.number)), meta.number, cache.clone())?;
-        tables.push(Arc::new(TableHandle::new(Arc::new(table), meta.clone(), fs.clone())));
+        tables.push(Arc::new(TableHandle::new(
+            Arc::new(table),
+            meta.clone(),
+            obsolete_tables.clone(),
+        )));
     }
 
     // Replay. Memtables that fill up are frozen, oldest first in `frozen`.
@@ -259,6 +264,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
         snapshots: SnapshotRegistry::default(),
         stats: Default::default(),
         closed: AtomicBool::new(false),
+        obsolete_tables,
         lock: Mutex::new(Some(lock)),
         options,
     };
