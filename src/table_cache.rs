@@ -50,7 +50,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -77,6 +77,8 @@ pub struct TableCache {
     fs: Arc<dyn FileSystem>,
     /// Distinguishes the [`CachedFile`]s; never reused.
     next_key: AtomicU64,
+    /// Set by [`close`](TableCache::close).
+    closed: AtomicBool,
     lru: Mutex<Lru>,
 }
 
@@ -143,7 +145,12 @@ impl TableCache {
     /// A cache of at most `capacity` open files of `fs`.
     pub fn new(fs: Arc<dyn FileSystem>, capacity: usize) -> Arc<TableCache> {
         let lru = Lru { capacity, files: HashMap::new(), by_use: BTreeMap::new(), tick: 0 };
-        Arc::new(TableCache { fs, next_key: AtomicU64::new(0), lru: Mutex::new(lru) })
+        Arc::new(TableCache {
+            fs,
+            next_key: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            lru: Mutex::new(lru),
+        })
     }
 
     /// Descriptors in the cache now.
@@ -191,10 +198,22 @@ impl TableCache {
         Ok(Arc::new(CachedFile { cache: Arc::clone(self), key, path: path.to_path_buf(), len }))
     }
 
+    /// After this, closed descriptors are not reopened: the directory belongs to the
+    /// next instance, which may have removed the file or put another under its name.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
     /// The open file of `key`, reopened from `path` if it was closed.
     fn file(&self, key: u64, path: &Path, len: u64) -> io::Result<Arc<dyn RandomAccessFile>> {
         if let Some(file) = self.lru.lock().touch(key) {
             return Ok(file);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(io::Error::other(format!(
+                "{} cannot be read: the database was closed",
+                path.display()
+            )));
         }
         let file = self.retry(|| self.fs.open(path))?;
         if file.len() != len {

@@ -63,6 +63,9 @@ pub(super) struct BackgroundState {
     pub(super) manual_compactions: usize,
     /// After a compaction ran out of space, none is picked before this instant.
     pub(super) compaction_backoff_until: Option<Instant>,
+    /// Why the last compaction failed for lack of space, until one succeeds: writers
+    /// stopped on compaction fail with it rather than wait.
+    pub(super) compaction_no_space: Option<String>,
 }
 
 /// Why writes are refused: the error classes of `docs/architecture.md`.
@@ -131,6 +134,8 @@ impl Background {
         if matches!(state.error, Some(Stopped::NoSpace { .. })) {
             state.error = None;
             self.failed.store(false, Ordering::Release);
+            // Compaction threads wait for work while writes are stopped.
+            self.work.notify_all();
         }
     }
 
@@ -218,7 +223,18 @@ impl DbCore {
     /// `pending` is checked under the state lock, and a flush installs its read view
     /// before it takes that lock to count itself and notify; so a flush that finishes
     /// between the check and the wait is never missed.
-    pub(crate) fn wait_for_flushes_while(&self, mut pending: impl FnMut() -> bool) -> Result<()> {
+    pub(crate) fn wait_for_flushes_while(&self, pending: impl FnMut() -> bool) -> Result<()> {
+        self.wait_while(pending, false)
+    }
+
+    /// Like [`wait_for_flushes_while`](Self::wait_for_flushes_while), for work only
+    /// compaction can relieve: fails with `Error::NoSpace` once a compaction ran out
+    /// of space (until one succeeds), rather than wait as long as the disk is full.
+    pub(crate) fn wait_for_compactions_while(&self, pending: impl FnMut() -> bool) -> Result<()> {
+        self.wait_while(pending, true)
+    }
+
+    fn wait_while(&self, mut pending: impl FnMut() -> bool, on_compaction: bool) -> Result<()> {
         let mut state = self.background.state.lock();
         loop {
             if !pending() {
@@ -229,6 +245,9 @@ impl DbCore {
             }
             if state.shutdown {
                 return Err(Error::Closed);
+            }
+            if on_compaction && let Some(message) = &state.compaction_no_space {
+                return Err(Error::NoSpace { dir: self.dir.clone(), message: message.clone() });
             }
             self.background.progress.wait(&mut state);
         }

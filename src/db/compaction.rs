@@ -89,11 +89,13 @@ impl DbCore {
         }
         state.running_compactions -= 1;
         match result {
-            Ok(()) | Err(Error::Closed) => {}
+            Ok(()) => state.compaction_no_space = None,
+            Err(Error::Closed) => {}
             // Its outputs are gone again; compaction pauses, writes go on while flushes
-            // still find space.
-            Err(Error::NoSpace { .. }) => {
-                state.compaction_backoff_until = Some(Instant::now() + COMPACTION_NO_SPACE_WAIT)
+            // still find space (writers stopped on compaction get `NoSpace`).
+            Err(Error::NoSpace { message, .. }) => {
+                state.compaction_backoff_until = Some(Instant::now() + COMPACTION_NO_SPACE_WAIT);
+                state.compaction_no_space = Some(message.clone());
             }
             Err(e) => {
                 self.background.set_error_locked(&mut state, &format!("compaction failed: {e}"))

@@ -157,9 +157,10 @@ impl DbHandle {
         // only after the last of them stopped touching it, or a second instance could
         // open it while a stale job deletes the tables the new manifest names.
         self.core.background.wait_for_manual_compactions();
-        // Iterators and snapshots may outlive the instance; the tables they hold are
-        // left for the next open to remove.
+        // Iterators and snapshots may outlive the instance: the tables they hold are
+        // left for the next open to remove, and their closed descriptors not reopened.
         self.core.obsolete_tables.stop();
+        self.core.table_cache.close();
         self.core.lock.lock().take();
         synced?;
         if panicked {

@@ -109,6 +109,13 @@ impl QueueState {
     }
 }
 
+/// What a stalled writer waits for.
+enum StallOn {
+    Flush,
+    /// Compaction, which may also have run out of space.
+    Compaction,
+}
+
 /// Sleep imposed on a write when flushes are falling behind.
 const SLOWDOWN: Duration = Duration::from_millis(1);
 
@@ -246,10 +253,14 @@ impl DbCore {
             if pressure == WritePressure::Stop {
                 let stopped =
                     || self.write_pressure_of(&self.view.load().version) == WritePressure::Stop;
-                MutexGuard::unlocked(writer, || self.stall(stopped))?;
+                MutexGuard::unlocked(writer, || self.stall(stopped, StallOn::Compaction))?;
+                // Checked again under the writer lock: `close()` may have taken it
+                // meanwhile, and nothing may be written after it.
+                self.check_writable()?;
             } else if full && frozen >= max_frozen {
                 let too_many = || self.view.load().frozen.len() >= max_frozen;
-                MutexGuard::unlocked(writer, || self.stall(too_many))?;
+                MutexGuard::unlocked(writer, || self.stall(too_many, StallOn::Flush))?;
+                self.check_writable()?;
             } else if !slowed
                 && (pressure == WritePressure::Slowdown || (full && frozen + 1 >= max_frozen))
             {
@@ -269,9 +280,12 @@ impl DbCore {
 
     /// Waits while `pending()` holds (for flushes or compactions to catch up), counting
     /// the stall, and then re-checks that writing is still allowed.
-    fn stall(&self, pending: impl FnMut() -> bool) -> Result<()> {
+    fn stall(&self, pending: impl FnMut() -> bool, on: StallOn) -> Result<()> {
         let started = Instant::now();
-        self.wait_for_flushes_while(pending)?;
+        match on {
+            StallOn::Flush => self.wait_for_flushes_while(pending)?,
+            StallOn::Compaction => self.wait_for_compactions_while(pending)?,
+        }
         self.stats.record_stall(started.elapsed());
         self.check_writable()
     }

@@ -82,8 +82,8 @@ pub trait WritableFile: Send + Sync {
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> io::Result<()>;
-    /// Cuts the file back to its first `len` bytes (at most its length); appends go
-    /// on from there. Takes back an append that failed part-way. A file that cannot
+    /// Cuts the file back to its first `len` bytes (at most its length), durably;
+    /// appends go on from there. Takes back an append that failed part-way. A file that cannot
     /// says `Unsupported`, and a failed append then stops its writer for good.
     fn truncate(&mut self, _len: u64) -> io::Result<()> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
@@ -134,6 +134,9 @@ impl WritableFile for OsWritableFile {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let len = len.min(self.len);
         self.file.set_len(len)?;
+        // Durable before anything is written over the cut bytes: otherwise a crash could
+        // show a new record's pages followed by the rest of the old partial one.
+        self.file.sync_data()?;
         // Appends write at the cursor: move it back too, or they would leave a hole.
         self.file.seek(io::SeekFrom::Start(len))?;
         self.len = len;

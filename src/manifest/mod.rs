@@ -214,20 +214,25 @@ impl Manifest {
             )));
         }
         self.state.check(&edit).map_err(|c| Error::invalid(c.message))?;
-        let result = self.write_edit(&edit, new_file_number);
-        // An append refused for lack of space that the log took back left the manifest
-        // as it was: the edit did not happen, and a later one may.
-        let taken_back = result.as_ref().is_err_and(Error::is_no_space) && self.log.is_usable();
-        self.failed = result.is_err() && !taken_back;
+        if let Err(e) = self.log.add_record(&edit.encode()) {
+            let e = Error::Io(e);
+            // Only an append refused for lack of space that the log took back leaves
+            // the manifest as it was: the edit did not happen, and a later one may.
+            self.failed = !(e.is_no_space() && self.log.is_usable());
+            return Err(e);
+        }
+        // From here the edit may be durable: any failure is final.
+        let result = self.finish_edit(&edit, new_file_number);
+        self.failed = result.is_err();
         result
     }
 
-    fn write_edit(
+    /// Syncs the appended `edit`, applies it and rolls the manifest over if due.
+    fn finish_edit(
         &mut self,
         edit: &VersionEdit,
         new_file_number: impl FnOnce() -> u64,
     ) -> Result<()> {
-        self.log.add_record(&edit.encode())?;
         self.log.sync()?;
         self.state.apply(edit).map_err(|c| Error::invalid(c.message))?;
         if self.log.len() > self.max_size {
@@ -564,6 +569,8 @@ mod tests {
     #[derive(Debug, Default)]
     struct FailingRename {
         fail: std::sync::atomic::AtomicBool,
+        /// Fail with `StorageFull` (`ENOSPC`, which `rename` can return) instead.
+        no_space: std::sync::atomic::AtomicBool,
     }
 
     impl FileSystem for FailingRename {
@@ -578,6 +585,9 @@ mod tests {
         }
         fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                if self.no_space.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+                }
                 return Err(std::io::Error::other("injected rename failure"));
             }
             OsFs.rename(from, to)
@@ -601,8 +611,18 @@ mod tests {
 
     #[test]
     fn failed_rollover_stops_the_manifest_and_keeps_the_old_one_current() {
+        // Regression (no space): a rename of `CURRENT` refused for lack of space was
+        // taken for an edit that never happened, though the edit was durable and
+        // `CURRENT` may already have named the new file.
+        for no_space in [false, true] {
+            rollover_failing_in_rename(no_space);
+        }
+    }
+
+    fn rollover_failing_in_rename(no_space: bool) {
         let dir = tempfile::tempdir().unwrap();
         let failing = Arc::new(FailingRename::default());
+        failing.no_space.store(no_space, std::sync::atomic::Ordering::SeqCst);
         let state = ManifestState::new(uuid::Uuid::new_v4());
         let mut m = Manifest::create(failing.clone(), dir.path(), 1, state, 4096).unwrap();
         failing.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -615,6 +635,7 @@ mod tests {
             i += 1;
         };
         assert!(matches!(err, Error::Io(_)), "{err:?}");
+        assert!(!m.is_usable(), "no_space {no_space}: the manifest goes on after a failed rename");
         // Every edit was made durable in the old manifest before the rollover failed.
         let loaded = Manifest::load(&OsFs, dir.path()).unwrap();
         assert_eq!(loaded.tables.len() as u64, i - 10 + 1);
