@@ -156,6 +156,13 @@ impl DbHandle {
         // open it while a stale job deletes the tables the new manifest names.
         self.core.background.wait_for_manual_compactions();
         self.core.lock.lock().take();
+        tracing::debug!(
+            target: "aeternusdb::close",
+            dir = %self.core.dir.display(),
+            wal_synced = synced.is_ok(),
+            threads_panicked = panicked,
+            "closed: directory released"
+        );
         synced?;
         if panicked {
             return Err(Error::Background("a background thread panicked".into()));
