@@ -81,10 +81,17 @@ fn a_full_disk_stops_writes_softly_and_they_resume_once_space_is_back() {
     }
 }
 
-/// Writes `n` more keys from `first`, which must all succeed; returns the end.
+/// Writes `n` more keys from `first` now that there is space; returns the end. A
+/// flush that began while the disk was full may still fail after space came back
+/// and stop writes once more: each write is retried until its flush's retry fits.
 fn put_more(db: &Db, first: u32, n: u32) -> u32 {
     for i in first..first + n {
-        db.put(key(i), noise(u64::from(i), 200)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = db.put(key(i), noise(u64::from(i), 200)) {
+            assert!(matches!(e, Error::NoSpace { .. }), "write {i} after space came back: {e}");
+            assert!(Instant::now() < deadline, "write {i}: writes did not resume");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     first + n
 }

@@ -23,6 +23,11 @@ struct Cli {
     #[arg(long, global = true, env = "AETERNUS_DIR", value_name = "DIR")]
     dir: Option<PathBuf>,
 
+    /// Log what the engine does to stderr: -v recovery, flushes, compactions, stalls
+    /// and errors; -vv also debug events (retries, close).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -135,6 +140,17 @@ fn run(cli: Cli) -> CliResult {
     }
 }
 
+/// With `-v`, a subscriber that prints the engine's `tracing` events on stderr (the
+/// library installs none: see "Observability" in docs/architecture.md).
+fn log_to_stderr(verbose: u8) {
+    let level = match verbose {
+        0 => return,
+        1 => tracing_subscriber::filter::LevelFilter::INFO,
+        _ => tracing_subscriber::filter::LevelFilter::DEBUG,
+    };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -151,6 +167,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log_to_stderr(cli.verbose);
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -157,8 +157,37 @@ fn stats_compact_and_flush() {
     assert!(stats.contains("level") && stats.contains("L0"), "{stats}");
     assert!(stats.contains("last seqno: 1"), "{stats}");
     assert!(stats.contains("write amplification") && stats.contains("write stalls"), "{stats}");
+    // The counters are this process's own: labelled so, not passed off as totals.
+    let (_, activity) = stats.split_once("since this process opened the database").unwrap();
+    assert!(activity.contains("flushes: 0") && activity.contains("write stalls"), "{stats}");
     ok(dir, &["compact"]);
     assert_eq!(ok(dir, &["get", "a"]), "1\n");
+}
+
+/// `-v` prints the engine's events on stderr (info: recovery, flush, compaction),
+/// `-vv` its debug events too; without it stderr stays empty.
+#[test]
+fn verbose_prints_flushes_and_compactions_on_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    let stderr = |args: &[&str]| {
+        let out = aeternus(Some(dir), args);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    ok(dir, &["put", "a", "1"]);
+    let log = stderr(&["-v", "flush"]);
+    let flushed = log.lines().find(|l| l.contains("aeternusdb::flush") && l.contains("flushed"));
+    let flushed = flushed.unwrap_or_else(|| panic!("no flush line in {log}"));
+    assert!(flushed.contains("INFO") && flushed.contains("table_bytes="), "{flushed}");
+    assert!(log.contains("aeternusdb::recovery") && !log.contains("DEBUG"), "{log}");
+
+    ok(dir, &["put", "b", "2"]);
+    let log = stderr(&["compact", "-vv"]);
+    assert!(log.lines().any(|l| l.contains("aeternusdb::compaction") && l.contains("compacted")));
+    assert!(log.contains("DEBUG") && log.contains("aeternusdb::close"), "{log}");
+
+    assert_eq!(stderr(&["flush"]), "");
 }
 
 /// A database with a few SSTables and a WAL segment holding `late`.

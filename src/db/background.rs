@@ -118,13 +118,42 @@ impl Background {
     /// kept); the caller holds the state lock.
     pub(super) fn set_error_locked(&self, state: &mut BackgroundState, why: &str) {
         if !matches!(state.error, Some(Stopped::Hard(_))) {
+            tracing::error!(
+                target: "aeternusdb::background",
+                error = why,
+                "writes stopped until reopen"
+            );
             state.error = Some(Stopped::Hard(why.to_string()));
+        } else {
+            tracing::warn!(
+                target: "aeternusdb::background",
+                error = why,
+                "a further background error (the first one is kept)"
+            );
         }
         self.failed.store(true, Ordering::Release);
     }
 
     /// Records that a flush found the disk full, unless writes are already stopped.
     fn set_no_space_locked(&self, state: &mut BackgroundState, dir: &Path, message: String) {
+        // One warning when writes stop, not one per retry.
+        match state.error {
+            None => {
+                tracing::warn!(
+                    target: "aeternusdb::background",
+                    dir = %dir.display(),
+                    error = %message,
+                    "disk full: writes fail with NoSpace until a flush fits"
+                )
+            }
+            Some(_) => {
+                tracing::debug!(
+                    target: "aeternusdb::background",
+                    error = %message,
+                    "flush retry: the disk is still full"
+                )
+            }
+        }
         state.error.get_or_insert(Stopped::NoSpace { dir: dir.to_path_buf(), message });
         self.failed.store(true, Ordering::Release);
     }
@@ -132,6 +161,7 @@ impl Background {
     /// Lifts a no-space stop after a flush succeeded (a hard error stays).
     fn clear_no_space_locked(&self, state: &mut BackgroundState) {
         if matches!(state.error, Some(Stopped::NoSpace { .. })) {
+            tracing::info!(target: "aeternusdb::background", "disk space found: writes resume");
             state.error = None;
             self.failed.store(false, Ordering::Release);
             // Compaction threads wait for work while writes are stopped.
@@ -263,6 +293,14 @@ impl DbCore {
 
     fn flush_memtable(&self, frozen: &FrozenMemtable) -> Result<()> {
         let started = Instant::now();
+        let _span = tracing::info_span!(
+            target: "aeternusdb::flush",
+            "flush",
+            dir = %self.dir.display(),
+            memtable_bytes = frozen.approximate_size(),
+            entries = frozen.point_count(),
+        )
+        .entered();
         // Until the edit below names it, the table is the flush's alone: running out of
         // space while writing it loses nothing (the memtable stays), so it is retried.
         let handle = match frozen.is_empty() {
@@ -304,6 +342,13 @@ impl DbCore {
         // Counted before the new view wakes `flush()` callers, so they see it.
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         self.stats.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        tracing::info!(
+            target: "aeternusdb::flush",
+            table = handle.as_ref().map(|h| h.meta.number),
+            table_bytes = handle.as_ref().map_or(0, |h| h.meta.size),
+            duration_us = started.elapsed().as_micros() as u64,
+            "flushed"
+        );
         // A new level-0 table may give compaction work and change write pressure.
         self.install_view(|view| ReadView {
             active: view.active.clone(),

@@ -90,10 +90,18 @@ impl DbCore {
         state.running_compactions -= 1;
         match result {
             Ok(()) => state.compaction_no_space = None,
-            Err(Error::Closed) => {}
+            Err(Error::Closed) => {
+                tracing::debug!(target: "aeternusdb::compaction", "compaction stopped by close()")
+            }
             // Its outputs are gone again; compaction pauses, writes go on while flushes
             // still find space (writers stopped on compaction get `NoSpace`).
             Err(Error::NoSpace { message, .. }) => {
+                tracing::warn!(
+                    target: "aeternusdb::compaction",
+                    error = %message,
+                    pause_ms = COMPACTION_NO_SPACE_WAIT.as_millis() as u64,
+                    "compaction ran out of space: paused"
+                );
                 state.compaction_backoff_until = Some(Instant::now() + COMPACTION_NO_SPACE_WAIT);
                 state.compaction_no_space = Some(message.clone());
             }
@@ -121,6 +129,17 @@ impl DbCore {
         if inputs.len() != task.inputs.len() {
             return Err(Error::Background("a compaction input vanished from the version".into()));
         }
+        let _span = tracing::info_span!(
+            target: "aeternusdb::compaction",
+            "compaction",
+            dir = %self.dir.display(),
+            reason = ?task.reason,
+            from_level = task.inputs.iter().map(|&(level, _)| level).min().unwrap_or(0),
+            to_level = task.output_level,
+            input_tables = inputs.len(),
+            input_bytes = inputs.iter().map(|t| t.meta.size).sum::<u64>(),
+        )
+        .entered();
         let removed: HashSet<u64> = inputs.iter().map(|t| t.meta.number).collect();
         let removed_edit: Vec<(u32, u64)> =
             inputs.iter().map(|t| (t.meta.level, t.meta.number)).collect();
@@ -136,6 +155,14 @@ impl DbCore {
             // The same files live on under new handles sharing their deletion flags.
             self.install_tables(&added, &removed);
             self.stats.trivial_moves.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                target: "aeternusdb::compaction",
+                trivial_move = true,
+                output_tables = added.len(),
+                output_bytes = added.iter().map(|t| t.meta.size).sum::<u64>(),
+                duration_us = started.elapsed().as_micros() as u64,
+                "compacted"
+            );
             return Ok(());
         }
 
@@ -193,6 +220,16 @@ impl DbCore {
         c.compaction_bytes_read.fetch_add(job_stats.bytes_read, Ordering::Relaxed);
         c.compaction_bytes_written.fetch_add(job_stats.bytes_written, Ordering::Relaxed);
         c.compaction_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        tracing::info!(
+            target: "aeternusdb::compaction",
+            trivial_move = false,
+            output_tables = added.len(),
+            output_bytes = job_stats.bytes_written,
+            entries_in = job_stats.entries_in,
+            entries_out = job_stats.entries_out,
+            duration_us = started.elapsed().as_micros() as u64,
+            "compacted"
+        );
         self.install_tables(&added, &removed);
         for input in &inputs {
             input.mark_obsolete();

@@ -162,6 +162,13 @@ impl DbHandle {
         self.core.obsolete_tables.stop();
         self.core.table_cache.close();
         self.core.lock.lock().take();
+        tracing::debug!(
+            target: "aeternusdb::close",
+            dir = %self.core.dir.display(),
+            wal_synced = synced.is_ok(),
+            threads_panicked = panicked,
+            "closed: directory released"
+        );
         synced?;
         if panicked {
             return Err(Error::Background("a background thread panicked".into()));

@@ -66,6 +66,9 @@ pub(super) struct Recovered {
 }
 
 pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
+    let started = std::time::Instant::now();
+    let _span =
+        tracing::info_span!(target: "aeternusdb::recovery", "open", dir = %dir.display()).entered();
     options.validate()?;
     let caching_fs = CachingFs::new(options.fs.clone(), options.max_open_files);
     let table_cache = caching_fs.table_cache().clone();
@@ -169,6 +172,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     active.inject_max_lsn(flushed_through);
     let mut seqnos = SeqnoContinuity::new(flushed_through);
     let mut pending = ReplayBuffer::default();
+    let (mut replayed_records, mut replayed_bytes, mut torn_tail_cut) = (0u64, 0u64, false);
     for (i, &number) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let mut first_in_segment = true;
@@ -197,6 +201,26 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
             },
         )?;
         seqnos.end_segment(dir.join(segment_file_name(number)), &outcome);
+        replayed_records += outcome.records;
+        replayed_bytes += outcome.bytes;
+        if let Some(offset) = outcome.torn_tail {
+            torn_tail_cut = true;
+            tracing::warn!(
+                target: "aeternusdb::recovery",
+                segment = number,
+                offset,
+                "cut a torn tail off the newest WAL segment"
+            );
+        }
+        if let Some(damage) = &outcome.skipped_damage {
+            tracing::warn!(
+                target: "aeternusdb::recovery",
+                segment = number,
+                offset = damage.offset,
+                error = %damage.message,
+                "skipped damaged WAL records (WalRecovery::SkipDamagedTail)"
+            );
+        }
         let dropped_bytes = outcome.torn_tail.is_some() || outcome.skipped_damage.is_some();
         if dropped_bytes || outcome.valid_len < SEGMENT_HEADER_LEN as u64 {
             // Newer segments will follow this one: cut what was dropped.
@@ -231,6 +255,17 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     )?;
 
     remove_unnamed_files(&*fs, dir, &state, replayed_last_wal, manifest_number)?;
+    tracing::info!(
+        target: "aeternusdb::recovery",
+        segments = segments.len(),
+        records = replayed_records,
+        bytes = replayed_bytes,
+        tables = state.tables.len(),
+        torn_tail_cut,
+        last_seqno = max_lsn,
+        duration_us = started.elapsed().as_micros() as u64,
+        "opened"
+    );
 
     let view = ReadView {
         active: Arc::new(active),

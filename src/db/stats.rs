@@ -26,6 +26,9 @@ pub(crate) struct Counters {
     stall_nanos: AtomicU64,
     slowdowns: AtomicU64,
     slowdown_nanos: AtomicU64,
+    /// Slowdowns since the current run of slowed writes began (0: writes go at full
+    /// speed), so a run is reported as one event when it begins and one when it ends.
+    slowdown_run: AtomicU64,
 }
 
 impl Counters {
@@ -34,9 +37,20 @@ impl Counters {
         self.stall_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_slowdown(&self, slept: Duration) {
+    /// Counts one slowdown; true if it began a run of slowed writes.
+    pub(crate) fn record_slowdown(&self, slept: Duration) -> bool {
         self.slowdowns.fetch_add(1, Ordering::Relaxed);
         self.slowdown_nanos.fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+        self.slowdown_run.fetch_add(1, Ordering::Relaxed) == 0
+    }
+
+    /// After a write that was not slowed: the length of the run of slowed writes it
+    /// ended, if one was going on. (Only the commit leader calls the two, one at a time.)
+    pub(crate) fn end_slowdown_run(&self) -> Option<u64> {
+        match self.slowdown_run.load(Ordering::Relaxed) {
+            0 => None,
+            _ => Some(self.slowdown_run.swap(0, Ordering::Relaxed)),
+        }
     }
 }
 
@@ -50,6 +64,18 @@ pub struct LevelStats {
 }
 
 /// A report on the database's shape and activity since it was opened.
+///
+/// Two kinds of figures:
+/// - **the shape** (memtables, tables, levels and their bytes, disk bytes, last seqno,
+///   snapshots, running compactions, space amplification) is read from the current
+///   state: any process that opens the directory sees the same (except that the live
+///   data estimate of space amplification also uses this `Db`'s last full `compact()`);
+/// - **the activity** (bytes written, flushes, compactions, trivial moves, their times,
+///   write amplification, stalls and slowdowns) is counted by this `Db` from
+///   its `open` on. It is kept nowhere and starts at zero at every open, so a tool that
+///   opens the database once per command (`aeternus stats` after `aeternus flush`) sees
+///   zeros. For a lasting record, install a `tracing` subscriber: every flush,
+///   compaction and stall is an event (see `docs/architecture.md`, "Observability").
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {

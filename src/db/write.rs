@@ -110,10 +110,21 @@ impl QueueState {
 }
 
 /// What a stalled writer waits for.
+#[derive(Clone, Copy)]
 enum StallOn {
     Flush,
     /// Compaction, which may also have run out of space.
     Compaction,
+}
+
+impl StallOn {
+    /// The `waiting_for` field of the stall events.
+    fn name(self) -> &'static str {
+        match self {
+            StallOn::Flush => "flush",
+            StallOn::Compaction => "compaction",
+        }
+    }
 }
 
 /// Sleep imposed on a write when flushes are falling behind.
@@ -253,39 +264,60 @@ impl DbCore {
             if pressure == WritePressure::Stop {
                 let stopped =
                     || self.write_pressure_of(&self.view.load().version) == WritePressure::Stop;
-                MutexGuard::unlocked(writer, || self.stall(stopped, StallOn::Compaction))?;
+                MutexGuard::unlocked(writer, || self.stall(StallOn::Compaction, stopped))?;
                 // Checked again under the writer lock: `close()` may have taken it
                 // meanwhile, and nothing may be written after it.
                 self.check_writable()?;
             } else if full && frozen >= max_frozen {
                 let too_many = || self.view.load().frozen.len() >= max_frozen;
-                MutexGuard::unlocked(writer, || self.stall(too_many, StallOn::Flush))?;
+                MutexGuard::unlocked(writer, || self.stall(StallOn::Flush, too_many))?;
                 self.check_writable()?;
             } else if !slowed
                 && (pressure == WritePressure::Slowdown || (full && frozen + 1 >= max_frozen))
             {
                 slowed = true;
                 MutexGuard::unlocked(writer, || std::thread::sleep(SLOWDOWN));
-                self.stats.record_slowdown(SLOWDOWN);
+                if self.stats.record_slowdown(SLOWDOWN) {
+                    let waiting_for =
+                        if pressure == WritePressure::Slowdown { "compaction" } else { "flush" };
+                    tracing::warn!(
+                        target: "aeternusdb::write",
+                        waiting_for,
+                        sleep_us = SLOWDOWN.as_micros() as u64,
+                        "write slowdown began: each write sleeps"
+                    );
+                }
                 // The writer lock was released: `close()` (or a failure) may have
                 // happened meanwhile, and nothing may be written after it.
                 self.check_writable()?;
-            } else if full {
-                return self.freeze_active_memtable(writer);
             } else {
-                return Ok(());
+                if !slowed && let Some(slowdowns) = self.stats.end_slowdown_run() {
+                    tracing::info!(target: "aeternusdb::write", slowdowns, "write slowdown ended");
+                }
+                return if full { self.freeze_active_memtable(writer) } else { Ok(()) };
             }
         }
     }
 
     /// Waits while `pending()` holds (for flushes or compactions to catch up), counting
-    /// the stall, and then re-checks that writing is still allowed.
-    fn stall(&self, pending: impl FnMut() -> bool, on: StallOn) -> Result<()> {
+    /// the stall, and then re-checks that writing is still allowed. `on` names what
+    /// is behind, for the event that reports the stall once it is over.
+    fn stall(&self, on: StallOn, pending: impl FnMut() -> bool) -> Result<()> {
         let started = Instant::now();
-        match on {
-            StallOn::Flush => self.wait_for_flushes_while(pending)?,
-            StallOn::Compaction => self.wait_for_compactions_while(pending)?,
-        }
+        let waiting_for = on.name();
+        tracing::debug!(target: "aeternusdb::write", waiting_for, "write stall began");
+        let waited = match on {
+            StallOn::Flush => self.wait_for_flushes_while(pending),
+            StallOn::Compaction => self.wait_for_compactions_while(pending),
+        };
+        tracing::warn!(
+            target: "aeternusdb::write",
+            waiting_for,
+            duration_us = started.elapsed().as_micros() as u64,
+            ended_by = if waited.is_ok() { "progress" } else { "error or close" },
+            "write stall: writes waited"
+        );
+        waited?;
         self.stats.record_stall(started.elapsed());
         self.check_writable()
     }

@@ -27,21 +27,32 @@ pub fn stats(dir: Option<&Path>) -> CliResult {
     line(format!("{:<6} {:>8} {:>14}", "total", s.sstables, s.sstable_bytes));
     line(format!("disk bytes: {}", s.disk_bytes));
     line(format!("last seqno: {}", s.last_seqno));
-    line(format!("write amplification: {:.2}", s.write_amplification));
     line(format!("space amplification: {:.2}", s.space_amplification));
-    line(format!("flushes: {} ({} bytes, {})", s.flushes, s.flush_bytes_written, ms(s.flush_time)));
     line(format!(
-        "compactions: {} ({} trivial moves, {} bytes read, {} written, {}), {} running{}",
+        "running compactions: {}{}",
+        s.running_compactions,
+        if s.compaction_pending { ", more pending" } else { "" }
+    ));
+    // The engine keeps these counters in memory only, and this command opened the
+    // database just now: the work of earlier commands shows with `-v` as they run.
+    line("since this process opened the database (not kept across opens; see -v):".into());
+    line(format!("  write amplification: {:.2}", s.write_amplification));
+    line(format!(
+        "  flushes: {} ({} bytes, {})",
+        s.flushes,
+        s.flush_bytes_written,
+        ms(s.flush_time)
+    ));
+    line(format!(
+        "  compactions: {} ({} trivial moves, {} bytes read, {} written, {})",
         s.compactions,
         s.trivial_moves,
         s.compaction_bytes_read,
         s.compaction_bytes_written,
         ms(s.compaction_time),
-        s.running_compactions,
-        if s.compaction_pending { ", more pending" } else { "" }
     ));
     line(format!(
-        "write stalls: {} ({}), slowdowns: {} ({})",
+        "  write stalls: {} ({}), slowdowns: {} ({})",
         s.write_stalls,
         ms(s.write_stall_time),
         s.write_slowdowns,
