@@ -14,7 +14,7 @@
 //!
 //! Readers take none of them: they load the current [`ReadView`] from an `ArcSwap`.
 
-mod background;
+mod flush;
 mod compaction;
 pub mod files;
 mod read;
@@ -45,7 +45,7 @@ pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
 pub use stats::{LevelStats, Stats};
 
-use background::Background;
+use flush::Background;
 use stats::Counters;
 use write::{CommitQueue, WriterState};
 
