@@ -2,8 +2,9 @@
 //!
 //! `Db` is a cheap handle (`Arc`) over [`DbCore`]. The write path lives in `write`,
 //! reads and snapshots in `read`, opening and WAL replay in `recovery`, the flush
-//! thread and shared background state in `background`, compaction threads and manual
-//! compaction in `compaction`, directory layout in `files`, counters in `stats`.
+//! thread in `flush`, the state background work shares with writers (and why writes
+//! are stopped) in `background_state`, compaction threads and manual compaction in
+//! `compaction`, directory layout in `files`, counters in `stats`.
 //!
 //! # Locks, in the order they may be taken
 //! 1. `commit` queue lock (writers joining a group; never held across I/O);
@@ -14,9 +15,10 @@
 //!
 //! Readers take none of them: they load the current [`ReadView`] from an `ArcSwap`.
 
-mod flush;
+mod background_state;
 mod compaction;
 pub mod files;
+mod flush;
 mod read;
 mod recovery;
 mod stats;
@@ -45,7 +47,7 @@ pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
 pub use stats::{LevelStats, Stats};
 
-use flush::Background;
+use background_state::Background;
 use stats::Counters;
 use write::{CommitQueue, WriterState};
 
