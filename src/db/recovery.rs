@@ -45,7 +45,7 @@ use crate::sstable::{Table, table_file_name};
 use crate::table_cache::CachingFs;
 use crate::version::{ReadView, TableHandle, Version};
 use crate::wal::{
-    ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
+    ReplayError, ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
     truncate_segment,
 };
 
@@ -179,8 +179,10 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
                 // Keys and values are slices of the record (of the replay's read chunk):
                 // no copy.
                 pending.add_group(record, flushed_through, &active).map_err(|offset| {
-                    Corruption::new(offset as u64, "WAL record holds an undecodable batch")
-                        .in_file(std::path::PathBuf::new())
+                    ReplayError::Damaged(Corruption::new(
+                        offset as u64,
+                        "WAL record holds an undecodable batch",
+                    ))
                 })?;
                 if active.approximate_size() + pending.bytes >= options.write_buffer_size {
                     pending.insert_into(&active);
@@ -356,7 +358,7 @@ impl SeqnoContinuity {
     }
 
     /// Checks one record (a commit group: `base_seqno u64 | count u32 | ops`).
-    fn check(&mut self, record: &[u8], first_in_segment: bool) -> Result<()> {
+    fn check(&mut self, record: &[u8], first_in_segment: bool) -> Result<(), ReplayError> {
         let mut d = Decoder::new(record);
         let (Some(base), Some(count)) = (d.u64(), d.u32()) else {
             // Undecodable: reported by the batch decoder.
@@ -369,9 +371,11 @@ impl SeqnoContinuity {
                 self.expected
             );
             return Err(match (&self.previous, first_in_segment) {
-                (Some((path, end)), true) => Corruption::new(*end, message).in_file(path),
-                // Located by `replay_segment` at the current record.
-                _ => Corruption::new(0, message).in_file(PathBuf::new()),
+                (Some((path, end)), true) => {
+                    ReplayError::Apply(Corruption::new(*end, message).in_file(path))
+                }
+                // At the start of this record.
+                _ => ReplayError::Damaged(Corruption::new(0, message)),
             });
         }
         self.expected = base.saturating_add(u64::from(count));
