@@ -1,10 +1,10 @@
 //! The database handle and the state its parts share.
 //!
 //! `Db` is a cheap handle (`Arc`) over [`DbCore`]. The write path lives in `write`,
-//! reads and snapshots in `read`, opening and WAL replay in `recovery`, the flush
-//! thread in `flush`, the state background work shares with writers (and why writes
-//! are stopped) in `background_state`, compaction threads and manual compaction in
-//! `compaction`, directory layout in `files`, counters in `stats`.
+//! reads and snapshots in `read`, opening in `recovery` and its WAL replay in `replay`,
+//! the flush thread in `flush`, the state background work shares with writers (and
+//! why writes are stopped) in `background_state`, compaction threads and manual
+//! compaction in `compaction`, directory layout in `files`, counters in `stats`.
 //!
 //! # Locks, in the order they may be taken
 //! 1. `commit` queue lock (writers joining a group; never held across I/O);
@@ -21,6 +21,7 @@ pub mod files;
 mod flush;
 mod read;
 mod recovery;
+mod replay;
 mod stats;
 mod write;
 
