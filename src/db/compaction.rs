@@ -37,7 +37,7 @@ use crate::sstable::TableOptions;
 use crate::version::{ReadView, TableHandle, Version};
 
 use super::DbCore;
-use super::background::COMPACTION_NO_SPACE_WAIT;
+use super::background_state::COMPACTION_NO_SPACE_WAIT;
 
 impl DbCore {
     /// A compaction thread's body.

@@ -1,8 +1,9 @@
 //! The database handle and the state its parts share.
 //!
 //! `Db` is a cheap handle (`Arc`) over [`DbCore`]. The write path lives in `write`,
-//! reads and snapshots in `read`, opening and WAL replay in `recovery`, the flush
-//! thread and shared background state in `background`, compaction threads and manual
+//! reads and snapshots in `read`, opening in `recovery` and its WAL replay in `replay`,
+//! the flush thread in `flush`, the state background work shares with writers (and
+//! why writes are stopped) in `background_state`, compaction threads and manual
 //! compaction in `compaction`, directory layout in `files`, counters in `stats`.
 //!
 //! # Locks, in the order they may be taken
@@ -14,11 +15,13 @@
 //!
 //! Readers take none of them: they load the current [`ReadView`] from an `ArcSwap`.
 
-mod background;
+mod background_state;
 mod compaction;
 pub mod files;
+mod flush;
 mod read;
 mod recovery;
+mod replay;
 mod stats;
 mod write;
 
@@ -45,7 +48,7 @@ pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
 pub use stats::{LevelStats, Stats};
 
-use background::Background;
+use background_state::Background;
 use stats::Counters;
 use write::{CommitQueue, WriterState};
 

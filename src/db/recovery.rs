@@ -1,55 +1,54 @@
 //! Opening a database: lock, manifest, tables, WAL replay, clean-up.
 //!
 //! # Steps
-//! 1. Validate options, create the directory if allowed (syncing the parent of each
+//! [`open`] validates the options, then runs them in this order, one function each:
+//! 1. [`lock_directory`]: create the directory if allowed (syncing the parent of each
 //!    directory created), take the `LOCK` file, remove temporary files a crash left
 //!    behind (before anything is written: on a full disk they hold the space needed).
-//! 2. Load the manifest named by `CURRENT` (or start a new database with a fresh
-//!    UUID). A directory with tables or manifests but no `CURRENT` is corruption, not a
-//!    new database: treating it as new would delete the data (except the leftovers of
-//!    a creation killed before `CURRENT` was written, which hold nothing).
-//! 3. Check that every table the manifest names exists, and the WAL segments
-//!    `log_number` and `last_wal` (missing → `Error::Corruption`); open the tables.
+//! 2. [`load_or_create_state`]: load the manifest named by `CURRENT` (or start a new
+//!    database with a fresh UUID). A directory with tables or manifests but no
+//!    `CURRENT` is corruption, not a new database: treating it as new would delete the
+//!    data (except the leftovers of a creation killed before `CURRENT` was written,
+//!    which hold nothing).
+//! 3. [`check_named_files`]: check that every table the manifest names exists, and the
+//!    WAL segments `log_number` and `last_wal` (missing → `Error::Corruption`).
 //!    Segment numbers are sparse (tables and manifests share the counter), so the
 //!    segments to replay are the WAL files numbered within `[log_number, last_wal]`.
-//! 4. Replay the segments in order into memtables, skipping seqnos the manifest says
-//!    were already flushed, and checking that seqnos continue without gaps; a memtable
-//!    that fills up is frozen and flushed later. Each memtable starts from the highest
-//!    seqno seen so far (`inject_max_lsn`), so no seqno is ever reused. Only the newest
-//!    segment may end in a torn record, which is cut off the file in place (no copy,
-//!    so a full disk does not stop it). Segments are read in bounded chunks and
-//!    the memtables keep slices of them, not copies.
-//! 5. Start a new WAL segment, write a fresh manifest snapshot naming it, and point
-//!    `CURRENT` at it.
-//! 6. Remove every file the manifest does not name (orphans of a crash).
+//! 4. [`open_tables`]: open every table the manifest names.
+//! 5. [`replay_wal`]: replay the segments in order into memtables, skipping seqnos
+//!    the manifest says were already flushed, and checking that seqnos continue
+//!    without gaps; a memtable that fills up is frozen and flushed later. Each memtable
+//!    starts from the highest seqno seen so far (`inject_max_lsn`), so no seqno is ever
+//!    reused. Only the newest segment may end in a torn record, which is cut off the
+//!    file in place (no copy, so a full disk does not stop it). Segments are read in
+//!    bounded chunks and the memtables keep slices of them, not copies (see
+//!    [`super::replay`]).
+//! 6. [`start_wal_and_manifest`]: start a new WAL segment, write a fresh manifest
+//!    snapshot naming it, and point `CURRENT` at it.
+//! 7. [`remove_unnamed_files`]: remove every file the manifest does not name (orphans
+//!    of a crash).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::batch::{BatchOp, decode_group};
 use crate::cache::BlockCache;
-use crate::coding::Decoder;
 use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
-use crate::fs::FileSystem;
-use crate::key::{Entry, SeqNo, key_prefix};
+use crate::fs::{FileLock, FileSystem};
 use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::{CompactionStrategyOptions, Options};
 use crate::sstable::{Table, table_file_name};
 use crate::table_cache::CachingFs;
 use crate::version::{ObsoleteTables, ReadView, TableHandle, Version};
-use crate::wal::{
-    ReplayOutcome, SEGMENT_HEADER_LEN, WalWriter, replay_segment, segment_file_name,
-    truncate_segment,
-};
+use crate::wal::{SEGMENT_HEADER_LEN, WalWriter, segment_file_name};
 
 use super::files::{FileKind, LOCK_FILE, classify};
+use super::replay::{Replayed, replay_wal};
 use super::write::WriterState;
 use super::{DbCore, read::SnapshotRegistry};
 
@@ -65,6 +64,8 @@ pub(super) struct Recovered {
     pub(super) replayed_segments: usize,
 }
 
+/// Opens the database in `dir`: the steps of the module doc, then the [`DbCore`] over
+/// what they recovered.
 pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     let started = std::time::Instant::now();
     let _span =
@@ -73,203 +74,33 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     let caching_fs = CachingFs::new(options.fs.clone(), options.max_open_files);
     let table_cache = caching_fs.table_cache().clone();
     let fs: Arc<dyn FileSystem> = Arc::new(caching_fs);
-    if !options.create_if_missing && !fs.exists(&dir.join(CURRENT)) {
-        return Err(Error::invalid(format!(
-            "no database in {} and create_if_missing is false",
-            dir.display()
-        )));
-    }
-    create_dir_durably(&*fs, dir)?;
-    let lock =
-        fs.try_lock(&dir.join(LOCK_FILE))?.ok_or_else(|| Error::Locked(dir.to_path_buf()))?;
-    remove_stale_temp_files(&*fs, dir)?;
-
+    let lock = lock_directory(&*fs, dir, &options)?;
     let names = fs.list_dir(dir)?;
-    let mut state = if fs.exists(&dir.join(CURRENT)) {
-        if options.error_if_exists {
-            return Err(Error::invalid(format!("a database exists in {}", dir.display())));
-        }
-        Manifest::load(&*fs, dir)?
-    } else {
-        // Creating a database writes WAL segment 1, then manifest 2, then `CURRENT`. A
-        // crash before `CURRENT` leaves that manifest, which names no table, and a
-        // segment without records: nothing to lose, so the creation starts over (and
-        // overwrites both). Anything else without `CURRENT` may hold data.
-        let creation_leftovers = names.iter().all(|n| match classify(n) {
-            FileKind::Table(_) | FileKind::Manifest(_) => n == &manifest_file_name(2),
-            FileKind::Wal(number) => {
-                number == 1
-                    && fs.open(&dir.join(n)).map_or(true, |f| f.len() <= SEGMENT_HEADER_LEN as u64)
-            }
-            _ => true,
-        });
-        if let Some(name) = names.iter().find(|n| {
-            matches!(classify(n), FileKind::Table(_) | FileKind::Manifest(_)) && !creation_leftovers
-        }) {
-            return Err(Corruption::new(0, format!("{CURRENT} is missing but {name} exists"))
-                .in_file(dir.join(CURRENT)));
-        }
-        ManifestState { next_file_number: 1, ..ManifestState::new(uuid::Uuid::new_v4()) }
-    };
-
-    // A named file that is missing is reported against the manifest naming it: from
-    // here a deleted file and a manifest that lost or garbled edits look the same, and
-    // the manifest is the file whose content disagrees with the directory.
-    let manifest_path = if fs.exists(&dir.join(CURRENT)) {
-        Manifest::current_path(&*fs, dir)?
-    } else {
-        dir.join(CURRENT)
-    };
-    let require = |name: String, what: &str| -> Result<()> {
-        if names.contains(&name) {
-            Ok(())
-        } else {
-            Err(Corruption::new(0, format!("{what} {name} named by the manifest is missing"))
-                .in_file(&manifest_path))
-        }
-    };
-    for number in state.tables.keys() {
-        require(table_file_name(*number), "table")?;
-    }
-    // Segment numbers come from the file-number counter shared with tables and
-    // manifests, so the live segments are the WAL files numbered within
-    // `[log_number, last_wal]`, not every number in it. The first and the last must be
-    // there: `log_number` is the oldest memtable's first segment, `last_wal` the newest.
-    let segments: Vec<u64> = if state.last_wal == 0 {
-        Vec::new()
-    } else {
-        let first = state.log_number.max(1);
-        require(segment_file_name(first), "WAL segment")?;
-        require(segment_file_name(state.last_wal), "WAL segment")?;
-        let mut present: Vec<u64> = names
-            .iter()
-            .filter_map(|name| match classify(name) {
-                FileKind::Wal(n) if (first..=state.last_wal).contains(&n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        present.sort_unstable();
-        present
-    };
-
+    let mut state = load_or_create_state(&*fs, dir, &names, options.error_if_exists)?;
+    let segments = check_named_files(&*fs, dir, &names, &state)?;
     let cache = Arc::new(BlockCache::new(options.block_cache_size));
     let obsolete_tables = ObsoleteTables::new(fs.clone());
-    let mut tables = Vec::with_capacity(state.tables.len());
-    for meta in state.tables.values() {
-        let table =
-            Table::open(&*fs, &dir.join(table_file_name(meta.number)), meta.number, cache.clone())?;
-        tables.push(Arc::new(TableHandle::new(
-            Arc::new(table),
-            meta.clone(),
-            obsolete_tables.clone(),
-        )));
-    }
-
-    // Replay. Memtables that fill up are frozen, oldest first in `frozen`.
-    let flushed_through = state.last_seqno;
-    let mut frozen: Vec<Arc<Memtable>> = Vec::new();
-    let mut active = Memtable::new(segments.first().copied().unwrap_or(0));
-    active.inject_max_lsn(flushed_through);
-    let mut seqnos = SeqnoContinuity::new(flushed_through);
-    let mut pending = ReplayBuffer::default();
-    let (mut replayed_records, mut replayed_bytes, mut torn_tail_cut) = (0u64, 0u64, false);
-    for (i, &number) in segments.iter().enumerate() {
-        let is_last = i + 1 == segments.len();
-        let mut first_in_segment = true;
-        let outcome = replay_segment(
-            &*fs,
-            dir,
-            number,
-            state.db_id,
-            is_last,
-            options.wal_recovery,
-            |record| {
-                seqnos.check(record, std::mem::take(&mut first_in_segment))?;
-                // Keys and values are slices of the record (of the replay's read chunk):
-                // no copy.
-                pending.add_group(record, flushed_through, &active).map_err(|offset| {
-                    Corruption::new(offset as u64, "WAL record holds an undecodable batch")
-                        .in_file(std::path::PathBuf::new())
-                })?;
-                if active.approximate_size() + pending.bytes >= options.write_buffer_size {
-                    pending.insert_into(&active);
-                    let next = Memtable::new(number);
-                    next.inject_max_lsn(active.max_lsn());
-                    frozen.push(Arc::new(std::mem::replace(&mut active, next)));
-                }
-                Ok(())
-            },
-        )?;
-        seqnos.end_segment(dir.join(segment_file_name(number)), &outcome);
-        replayed_records += outcome.records;
-        replayed_bytes += outcome.bytes;
-        if let Some(offset) = outcome.torn_tail {
-            torn_tail_cut = true;
-            tracing::warn!(
-                target: "aeternusdb::recovery",
-                segment = number,
-                offset,
-                "cut a torn tail off the newest WAL segment"
-            );
-        }
-        if let Some(damage) = &outcome.skipped_damage {
-            tracing::warn!(
-                target: "aeternusdb::recovery",
-                segment = number,
-                offset = damage.offset,
-                error = %damage.message,
-                "skipped damaged WAL records (WalRecovery::SkipDamagedTail)"
-            );
-        }
-        let dropped_bytes = outcome.torn_tail.is_some() || outcome.skipped_damage.is_some();
-        if dropped_bytes || outcome.valid_len < SEGMENT_HEADER_LEN as u64 {
-            // Newer segments will follow this one: cut what was dropped.
-            truncate_segment(&*fs, dir, number, state.db_id, outcome.valid_len)?;
-        }
-    }
-    pending.insert_into(&active);
-    let max_lsn = active.max_lsn();
-
-    // A new segment for new writes, named by a fresh manifest snapshot.
+    let tables = open_tables(&fs, dir, &state, &cache, &obsolete_tables)?;
+    let mut memtables = replay_wal(&*fs, dir, &state, &segments, &options)?;
     let replayed_last_wal = state.last_wal;
-    let wal_number = state.next_file_number.max(1);
-    let manifest_number = wal_number + 1;
-    state.next_file_number = manifest_number + 1;
-    let wal = WalWriter::create(&*fs, dir, wal_number, state.db_id)?;
-    frozen.retain(|m| !m.is_empty());
-    if frozen.is_empty() && active.is_empty() {
-        // Everything replayed was flushed already: older segments are not needed.
-        active = Memtable::new(wal_number);
-        active.inject_max_lsn(max_lsn);
-        state.log_number = wal_number;
-    } else {
-        state.log_number = frozen.first().map_or(active.first_wal(), |m| m.first_wal());
-    }
-    state.last_wal = wal_number;
-    let manifest = Manifest::create(
-        fs.clone(),
-        dir,
-        manifest_number,
-        state.clone(),
-        options.max_manifest_size,
-    )?;
-
-    remove_unnamed_files(&*fs, dir, &state, replayed_last_wal, manifest_number)?;
+    let logs =
+        start_wal_and_manifest(&fs, dir, &mut state, &mut memtables, options.max_manifest_size)?;
+    remove_unnamed_files(&*fs, dir, &state, replayed_last_wal, logs.manifest_number)?;
     tracing::info!(
         target: "aeternusdb::recovery",
         segments = segments.len(),
-        records = replayed_records,
-        bytes = replayed_bytes,
+        records = memtables.records,
+        bytes = memtables.bytes,
         tables = state.tables.len(),
-        torn_tail_cut,
-        last_seqno = max_lsn,
+        torn_tail_cut = memtables.torn_tail_cut,
+        last_seqno = memtables.last_seqno,
         duration_us = started.elapsed().as_micros() as u64,
         "opened"
     );
 
     let view = ReadView {
-        active: Arc::new(active),
-        frozen: frozen.into_iter().rev().map(FrozenMemtable::new).collect(),
+        active: Arc::new(memtables.active),
+        frozen: memtables.frozen.into_iter().rev().map(FrozenMemtable::new).collect(),
         version: Arc::new(Version::new(tables)),
     };
     let core = DbCore {
@@ -280,10 +111,10 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
         table_cache,
         view: ArcSwap::from_pointee(view),
         install_lock: Mutex::new(()),
-        visible_seqno: AtomicU64::new(max_lsn),
+        visible_seqno: AtomicU64::new(memtables.last_seqno),
         commit: Default::default(),
-        writer: Mutex::new(WriterState { wal }),
-        manifest: Mutex::new(manifest),
+        writer: Mutex::new(WriterState { wal: logs.wal }),
+        manifest: Mutex::new(logs.manifest),
         next_file_number: AtomicU64::new(state.next_file_number),
         background: Default::default(),
         strategy: match &options.compaction {
@@ -304,6 +135,164 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
         options,
     };
     Ok(Recovered { core, replayed_segments: segments.len() })
+}
+
+/// Step 1: creates `dir` if it is missing and `options` allow it, takes its `LOCK`
+/// (held until the database is closed) and removes stale temporary files.
+fn lock_directory(fs: &dyn FileSystem, dir: &Path, options: &Options) -> Result<Box<dyn FileLock>> {
+    if !options.create_if_missing && !fs.exists(&dir.join(CURRENT)) {
+        return Err(Error::invalid(format!(
+            "no database in {} and create_if_missing is false",
+            dir.display()
+        )));
+    }
+    create_dir_durably(fs, dir)?;
+    let lock =
+        fs.try_lock(&dir.join(LOCK_FILE))?.ok_or_else(|| Error::Locked(dir.to_path_buf()))?;
+    remove_stale_temp_files(fs, dir)?;
+    Ok(lock)
+}
+
+/// Step 2: the state of the manifest `CURRENT` names, or that of a new database if
+/// there is no `CURRENT` and `names` (the directory's files) hold no data.
+fn load_or_create_state(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    error_if_exists: bool,
+) -> Result<ManifestState> {
+    if fs.exists(&dir.join(CURRENT)) {
+        if error_if_exists {
+            return Err(Error::invalid(format!("a database exists in {}", dir.display())));
+        }
+        return Manifest::load(fs, dir);
+    }
+    // Creating a database writes WAL segment 1, then manifest 2, then `CURRENT`. A
+    // crash before `CURRENT` leaves that manifest, which names no table, and a
+    // segment without records: nothing to lose, so the creation starts over (and
+    // overwrites both). Anything else without `CURRENT` may hold data.
+    let creation_leftovers = names.iter().all(|n| match classify(n) {
+        FileKind::Table(_) | FileKind::Manifest(_) => n == &manifest_file_name(2),
+        FileKind::Wal(number) => {
+            number == 1
+                && fs.open(&dir.join(n)).map_or(true, |f| f.len() <= SEGMENT_HEADER_LEN as u64)
+        }
+        _ => true,
+    });
+    if let Some(name) = names.iter().find(|n| {
+        matches!(classify(n), FileKind::Table(_) | FileKind::Manifest(_)) && !creation_leftovers
+    }) {
+        return Err(Corruption::new(0, format!("{CURRENT} is missing but {name} exists"))
+            .in_file(dir.join(CURRENT)));
+    }
+    Ok(ManifestState { next_file_number: 1, ..ManifestState::new(uuid::Uuid::new_v4()) })
+}
+
+/// Step 3: checks that every file `state` needs is among `names` (the directory's
+/// files), and returns the numbers of the WAL segments to replay, oldest first.
+fn check_named_files(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    state: &ManifestState,
+) -> Result<Vec<u64>> {
+    // A named file that is missing is reported against the manifest naming it: from
+    // here a deleted file and a manifest that lost or garbled edits look the same, and
+    // the manifest is the file whose content disagrees with the directory.
+    let manifest_path = if fs.exists(&dir.join(CURRENT)) {
+        Manifest::current_path(fs, dir)?
+    } else {
+        dir.join(CURRENT)
+    };
+    let require = |name: String, what: &str| -> Result<()> {
+        if names.contains(&name) {
+            Ok(())
+        } else {
+            Err(Corruption::new(0, format!("{what} {name} named by the manifest is missing"))
+                .in_file(&manifest_path))
+        }
+    };
+    for number in state.tables.keys() {
+        require(table_file_name(*number), "table")?;
+    }
+    // Segment numbers come from the file-number counter shared with tables and
+    // manifests, so the live segments are the WAL files numbered within
+    // `[log_number, last_wal]`, not every number in it. The first and the last must be
+    // there: `log_number` is the oldest memtable's first segment, `last_wal` the newest.
+    if state.last_wal == 0 {
+        return Ok(Vec::new());
+    }
+    let first = state.log_number.max(1);
+    require(segment_file_name(first), "WAL segment")?;
+    require(segment_file_name(state.last_wal), "WAL segment")?;
+    let mut present: Vec<u64> = names
+        .iter()
+        .filter_map(|name| match classify(name) {
+            FileKind::Wal(n) if (first..=state.last_wal).contains(&n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    present.sort_unstable();
+    Ok(present)
+}
+
+/// Step 4: opens every table `state` names.
+fn open_tables(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    state: &ManifestState,
+    cache: &Arc<BlockCache>,
+    obsolete_tables: &Arc<ObsoleteTables>,
+) -> Result<Vec<Arc<TableHandle>>> {
+    let mut tables = Vec::with_capacity(state.tables.len());
+    for meta in state.tables.values() {
+        let table = Table::open(
+            &**fs,
+            &dir.join(table_file_name(meta.number)),
+            meta.number,
+            cache.clone(),
+        )?;
+        let handle = TableHandle::new(Arc::new(table), meta.clone(), obsolete_tables.clone());
+        tables.push(Arc::new(handle));
+    }
+    Ok(tables)
+}
+
+/// The files new writes and version edits go to, made by [`start_wal_and_manifest`].
+struct NewLogs {
+    wal: WalWriter,
+    manifest: Manifest,
+    /// The manifest's file number: the only live manifest from now on.
+    manifest_number: u64,
+}
+
+/// Step 6: creates a WAL segment for new writes and a manifest snapshot naming it
+/// (`CURRENT` then points at it), recording in `state` which segments are live. If
+/// every replayed write was flushed already, the older segments are not needed: the
+/// active memtable starts afresh on the new segment.
+fn start_wal_and_manifest(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    state: &mut ManifestState,
+    memtables: &mut Replayed,
+    max_manifest_size: u64,
+) -> Result<NewLogs> {
+    let wal_number = state.next_file_number.max(1);
+    let manifest_number = wal_number + 1;
+    state.next_file_number = manifest_number + 1;
+    let wal = WalWriter::create(&**fs, dir, wal_number, state.db_id)?;
+    if memtables.frozen.is_empty() && memtables.active.is_empty() {
+        memtables.active = Memtable::new(wal_number);
+        memtables.active.inject_max_lsn(memtables.last_seqno);
+        state.log_number = wal_number;
+    } else {
+        state.log_number =
+            memtables.frozen.first().map_or(memtables.active.first_wal(), |m| m.first_wal());
+    }
+    state.last_wal = wal_number;
+    let manifest =
+        Manifest::create(fs.clone(), dir, manifest_number, state.clone(), max_manifest_size)?;
+    Ok(NewLogs { wal, manifest, manifest_number })
 }
 
 /// Creates `dir` and any missing parents, and syncs the parent of each directory it
@@ -340,8 +329,8 @@ fn remove_stale_temp_files(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes tables, WAL segments, manifests and temporary files the manifest does not
-/// name: leftovers of a crash in the middle of a flush, rotation or open.
+/// Step 7: removes tables, WAL segments, manifests and temporary files the manifest
+/// does not name: leftovers of a crash in the middle of a flush, rotation or open.
 ///
 /// A WAL file is live only if it was in the replayed range or is the new segment: a
 /// segment whose rotation failed before the manifest named it can sit between the
@@ -373,114 +362,4 @@ fn remove_unnamed_files(
         fs.sync_dir(dir)?;
     }
     Ok(())
-}
-
-/// Checks that the replayed WAL records continue each other's seqnos.
-///
-/// Every commit group takes the seqnos right after the previous group's, and the
-/// first unflushed group starts at or before `last_seqno + 1` of the manifest. A
-/// segment truncated at a record boundary, or a missing segment between two others,
-/// leaves no damaged record behind, only a gap in the seqnos: without this check such
-/// a loss of acknowledged writes would go unnoticed. The gap is blamed on the segment
-/// replayed before it, at the end of its valid records.
-struct SeqnoContinuity {
-    /// The seqno the next group must start at (`exact`) or at or before (first group).
-    expected: SeqNo,
-    exact: bool,
-    /// The segment replayed before the current one and where its records ended.
-    previous: Option<(PathBuf, u64)>,
-}
-
-impl SeqnoContinuity {
-    fn new(flushed_through: SeqNo) -> Self {
-        SeqnoContinuity { expected: flushed_through + 1, exact: false, previous: None }
-    }
-
-    /// Checks one record (a commit group: `base_seqno u64 | count u32 | ops`).
-    fn check(&mut self, record: &[u8], first_in_segment: bool) -> Result<()> {
-        let mut d = Decoder::new(record);
-        let (Some(base), Some(count)) = (d.u64(), d.u32()) else {
-            // Undecodable: reported by the batch decoder.
-            return Ok(());
-        };
-        let fits = if self.exact { base == self.expected } else { base <= self.expected };
-        if !fits {
-            let message = format!(
-                "WAL records are missing: the next record starts at seqno {base}, expected {}",
-                self.expected
-            );
-            return Err(match (&self.previous, first_in_segment) {
-                (Some((path, end)), true) => Corruption::new(*end, message).in_file(path),
-                // Located by `replay_segment` at the current record.
-                _ => Corruption::new(0, message).in_file(PathBuf::new()),
-            });
-        }
-        self.expected = base.saturating_add(u64::from(count));
-        self.exact = true;
-        Ok(())
-    }
-
-    /// Notes the end of a segment. After damage skipped in salvage mode a gap is
-    /// expected, so the next group may start anywhere.
-    fn end_segment(&mut self, path: PathBuf, outcome: &ReplayOutcome) {
-        if outcome.skipped_damage.is_some() {
-            self.expected = SeqNo::MAX;
-            self.exact = false;
-        }
-        self.previous = Some((path, outcome.valid_len));
-    }
-}
-
-/// Point entries replayed from the WAL, waiting to be inserted into a memtable.
-///
-/// Inserting into a skiplist in random key order costs a cache miss per level;
-/// sorting a memtable's worth of entries first and inserting them in key order keeps
-/// the search path in cache (profiled: 64% of a 64 MiB replay was skiplist search).
-/// Every entry of a buffer goes into the same memtable, so memtables still hold
-/// consecutive seqno ranges.
-#[derive(Default)]
-struct ReplayBuffer {
-    /// Each entry with its key's inline prefix, computed once: comparing prefixes
-    /// first avoids most pointer chases while sorting. Kept in this one vector (not
-    /// paired up at sort time) so replay holds one entry list, not two.
-    entries: Vec<(u128, Entry)>,
-    bytes: usize,
-}
-
-impl ReplayBuffer {
-    /// Buffers the point operations of a group with seqnos above `skip_through`;
-    /// range tombstones go straight into `memtable` (they have their own structure).
-    fn add_group(
-        &mut self,
-        payload: &Bytes,
-        skip_through: SeqNo,
-        memtable: &Memtable,
-    ) -> Result<(), usize> {
-        for op in decode_group(payload)? {
-            let (seqno, op) = op?;
-            if seqno <= skip_through {
-                continue;
-            }
-            match op {
-                BatchOp::Point { key, kind, value } => {
-                    self.bytes += Memtable::footprint(key.len(), value.len());
-                    self.entries.push((key_prefix(&key), Entry { key, seqno, kind, value }));
-                }
-                BatchOp::RangeDelete { start, end } => {
-                    memtable.insert_range_tombstone(start, end, seqno)
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sorts the buffered entries and inserts them into `memtable`.
-    fn insert_into(&mut self, memtable: &Memtable) {
-        let keyed = &mut self.entries;
-        keyed.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.cmp_internal(b)));
-        for (_, entry) in keyed.drain(..) {
-            memtable.insert(entry.key, entry.seqno, entry.kind, entry.value);
-        }
-        self.bytes = 0;
-    }
 }

@@ -30,7 +30,7 @@ mod reader;
 mod stream;
 mod writer;
 
-pub use reader::{ReplayOutcome, replay_segment};
+pub use reader::{ReplayError, ReplayOutcome, replay_segment};
 pub use writer::{WalWriter, truncate_segment};
 
 use crate::coding::Decoder;

@@ -52,15 +52,27 @@ pub struct ReplayOutcome {
     pub skipped_damage: Option<Corruption>,
 }
 
+/// Why the record callback of [`replay_segment`] stopped the replay.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The record passed its checksums but its payload makes no sense to the caller
+    /// (an undecodable batch, seqnos that do not continue), at an offset relative to
+    /// the payload's start. [`replay_segment`] reports it as [`Error::Corruption`] in
+    /// the segment, at that offset in the file.
+    Damaged(Corruption),
+    /// Applying the record failed for a reason its own bytes do not explain (such as
+    /// records missing at the end of the previous segment, an error that names its
+    /// file already). [`replay_segment`] returns it as it is.
+    Apply(Error),
+}
+
 /// Replays segment `number` of database `db_id` in `dir`, calling `on_record` with each
 /// record's payload in order.
 ///
 /// The segment is read in chunks of [`REPLAY_CHUNK`] bytes; a payload is a slice of
 /// its chunk, so keeping it costs no copy.
 /// `is_last` says whether this is the newest segment, the only one allowed a torn tail.
-/// An error from `on_record` stops the replay and is returned; if it is an
-/// [`Error::Corruption`] with an empty file name, the segment's path is filled in and
-/// its offset (taken as relative to the payload) made relative to the file.
+/// An error from `on_record` stops the replay and is returned (see [`ReplayError`]).
 pub fn replay_segment(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -68,7 +80,7 @@ pub fn replay_segment(
     db_id: uuid::Uuid,
     is_last: bool,
     mode: WalRecovery,
-    mut on_record: impl FnMut(&Bytes) -> Result<()>,
+    mut on_record: impl FnMut(&Bytes) -> Result<(), ReplayError>,
 ) -> Result<ReplayOutcome> {
     let path = dir.join(segment_file_name(number));
     let file = fs.open(&path)?;
@@ -125,17 +137,14 @@ pub fn replay_segment(
     }
 }
 
-/// Names the segment in a corruption the callback found in the record at `offset`.
-fn locate(error: Error, path: &Path, record_offset: u64) -> Error {
+/// The error a callback's [`ReplayError`] for the record at `record_offset` of the
+/// segment at `path` stands for.
+fn locate(error: ReplayError, path: &Path, record_offset: u64) -> Error {
     match error {
-        Error::Corruption { file, offset, message } if file.as_os_str().is_empty() => {
-            Error::Corruption {
-                file: path.to_path_buf(),
-                offset: record_offset + HEADER_LEN as u64 + offset,
-                message,
-            }
+        ReplayError::Damaged(Corruption { offset, message }) => {
+            Corruption::new(record_offset + HEADER_LEN as u64 + offset, message).in_file(path)
         }
-        other => other,
+        ReplayError::Apply(error) => error,
     }
 }
 
@@ -357,23 +366,46 @@ mod tests {
         assert_eq!(outcome.skipped_damage.map(|c| c.offset), Some(record_offset(4)));
     }
 
-    #[test]
-    fn callback_errors_stop_replay_and_corruption_is_located() {
+    /// Replays segment 10 (5 records) with a callback that fails on the third record
+    /// with `error`; returns the segment's path, the result and the number of calls.
+    fn fail_third_record(error: ReplayError) -> (PathBuf, Result<ReplayOutcome>, usize) {
         let dir = tempfile::tempdir().unwrap();
         let id = uuid::Uuid::new_v4();
         let path = write_segment(dir.path(), 10, id, 5);
         let mut calls = 0;
+        let mut error = Some(error);
         let result = replay_segment(&OsFs, dir.path(), 10, id, true, WalRecovery::Strict, |_| {
             calls += 1;
-            if calls == 3 {
-                Err(Corruption::new(2, "bad batch").in_file(PathBuf::new()))
-            } else {
-                Ok(())
+            match error.take_if(|_| calls == 3) {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
         });
+        (path, result, calls)
+    }
+
+    #[test]
+    fn a_damaged_record_stops_replay_and_is_located_in_the_segment() {
+        let (path, result, calls) =
+            fail_third_record(ReplayError::Damaged(Corruption::new(2, "bad batch")));
         assert_eq!(calls, 3);
         let offset = expect_corruption(result, &path);
         assert_eq!(offset, record_offset(2) + HEADER_LEN as u64 + 2);
+    }
+
+    /// The error of a failed apply comes back as it is, even a corruption with an
+    /// empty file name (which the reader used to take for "locate me").
+    #[test]
+    fn a_failed_apply_stops_replay_and_is_returned_unchanged() {
+        let elsewhere = PathBuf::from("elsewhere.wal");
+        for file in [elsewhere, PathBuf::new()] {
+            let error = Corruption::new(7, "records are missing").in_file(&file);
+            let (_, result, calls) = fail_third_record(ReplayError::Apply(error));
+            assert_eq!(calls, 3);
+            assert_eq!(expect_corruption(result, &file), 7);
+        }
+        let (_, result, _) = fail_third_record(ReplayError::Apply(Error::Closed));
+        assert!(matches!(result, Err(Error::Closed)), "{result:?}");
     }
 
     #[test]

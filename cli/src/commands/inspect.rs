@@ -14,7 +14,7 @@ use aeternusdb::fs::OsFs;
 use aeternusdb::key::{ValueKind, compare_internal};
 use aeternusdb::manifest::{Manifest, ManifestState};
 use aeternusdb::sstable::Table;
-use aeternusdb::wal::{parse_segment_file_name, replay_segment};
+use aeternusdb::wal::{ReplayError, parse_segment_file_name, replay_segment};
 use aeternusdb::{Db, Error, Options, WalRecovery};
 use clap::Subcommand;
 
@@ -142,8 +142,8 @@ fn replay(
 ) -> Result<aeternusdb::wal::ReplayOutcome, Error> {
     replay_segment(&OsFs, dir, number, state.db_id, is_last, WalRecovery::Strict, |payload| {
         let ops = decode_wal_record(payload).map_err(|at| {
-            // An empty file name is filled in by `replay_segment`.
-            Corruption::new(at as u64, "undecodable batch").in_file(PathBuf::new())
+            // Located in the segment by `replay_segment`.
+            ReplayError::Damaged(Corruption::new(at as u64, "undecodable batch"))
         })?;
         f(ops);
         Ok(())
