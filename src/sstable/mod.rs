@@ -50,13 +50,9 @@ use footer::{BLOCK_HANDLE_SIZE, BlockHandle, FOOTER_SIZE, Footer};
 use framing::decode_block;
 use properties::Properties;
 
+pub use crate::file_names::table_file_name;
 pub use builder::{TableBuilder, TableOptions};
 pub use iter::TableIter;
-
-/// The file name of SSTable `number` in a database directory.
-pub fn table_file_name(number: u64) -> String {
-    format!("{number:06}.sst")
-}
 
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug, Clone)]
