@@ -1,5 +1,6 @@
-//! Builders shared by the compaction tests: entries, tombstones and table contents
-//! for the collapsing rules, the output writer and the job.
+//! Builders shared by the compaction tests: table summaries for the strategies, and
+//! entries, tombstones and table contents for the collapsing rules, the output writer
+//! and the job.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -7,11 +8,36 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::CompactionOutput;
+use super::{CompactionOutput, TableSummary};
 use crate::fs::FaultFs;
 use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind};
 use crate::options::Compression;
 use crate::sstable::{Table, TableOptions, table_file_name};
+
+pub(super) const MIB: u64 = 1 << 20;
+
+/// A table of `level`: number, size in bytes, inclusive key range, seqnos; 100
+/// entries, no tombstones, very old.
+pub(super) fn table(
+    level: u32,
+    number: u64,
+    size: u64,
+    keys: (&str, &str),
+    seqnos: (u64, u64),
+) -> TableSummary {
+    TableSummary {
+        number,
+        level,
+        size,
+        smallest: Bytes::copy_from_slice(keys.0.as_bytes()),
+        largest: Bytes::copy_from_slice(keys.1.as_bytes()),
+        min_seqno: seqnos.0,
+        max_seqno: seqnos.1,
+        entries: 100,
+        tombstones: 0,
+        age_secs: u64::MAX,
+    }
+}
 
 /// User key `k`: one byte, `a` + `k`.
 pub(super) fn key(k: u8) -> Bytes {

@@ -121,6 +121,9 @@ pub enum CompactionReason {
     Minor,
     /// Size-tiered: one table holds too many tombstones.
     Tombstone,
+    /// Size-tiered: writes are stopped and no bucket is full, so the smallest tables
+    /// are merged anyway.
+    Relief,
     /// Everything into one, on request (`compact()`).
     Major,
     /// Leveled: the level's score (size or file count against its target) is ≥ 1.
