@@ -43,6 +43,7 @@ pub mod coding;
 pub mod compaction;
 pub mod db;
 pub mod error;
+pub mod file_names;
 pub mod fs;
 pub mod iter;
 pub mod key;

@@ -5,9 +5,11 @@
 //!   current version holds, table by table) and the set of tables already being
 //!   compacted. It returns a [`CompactionTask`] or nothing. It touches no file and no
 //!   lock, so it is tested from hand-written tables of file sizes and key ranges.
-//! - `job` executes a task: it merges the input tables, collapses versions that no
-//!   live snapshot can see, drops tombstones that provably hide nothing, cuts output
-//!   files at a target size, and returns the new tables. It knows nothing about the
+//! - `job` executes a task: it merges the input tables, streams their entries through
+//!   `collapse` (the rules, with their proof, for which versions no live snapshot can
+//!   see and which tombstones provably hide nothing: a pure function of entries) into
+//!   `output` (cuts tables at a target size, clips range tombstones to them, creates
+//!   each file durably), and returns the new tables. It knows nothing about the
 //!   manifest or the read view.
 //! - The database (`db::background`) runs picks on background threads, logs the
 //!   result as one version edit, installs the new version, and deletes input files
@@ -18,8 +20,12 @@
 //! 1 and up, used by the leveled strategy, hold sorted runs of non-overlapping tables
 //! ordered by smallest key. The size-tiered strategy keeps every table in level 0.
 
+mod collapse;
+#[cfg(test)]
+mod fixtures;
 mod job;
 mod leveled;
+mod output;
 mod tiered;
 
 use std::collections::HashSet;
@@ -29,8 +35,9 @@ use bytes::Bytes;
 
 use crate::key::SeqNo;
 
-pub use job::{CompactionJob, CompactionOutput, CompactionResult, CompactionStats};
+pub use job::{CompactionJob, CompactionResult, CompactionStats};
 pub use leveled::{Leveled, LeveledOptions};
+pub use output::CompactionOutput;
 pub use tiered::{SizeTiered, SizeTieredOptions};
 
 /// What picking sees of one table.
@@ -114,6 +121,9 @@ pub enum CompactionReason {
     Minor,
     /// Size-tiered: one table holds too many tombstones.
     Tombstone,
+    /// Size-tiered: writes are stopped and no bucket is full, so the smallest tables
+    /// are merged anyway.
+    Relief,
     /// Everything into one, on request (`compact()`).
     Major,
     /// Leveled: the level's score (size or file count against its target) is ≥ 1.

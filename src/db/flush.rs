@@ -18,7 +18,6 @@
 //! error stops all writes until reopen (`Error::Background`).
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::manifest::{TableMeta, VersionEdit};
 use crate::memtable::FrozenMemtable;
-use crate::sstable::{Table, TableBuilder, TableOptions, table_file_name};
+use crate::sstable::{TableOptions, write_table};
 use crate::version::{ReadView, TableHandle};
 use crate::wal::segment_file_name;
 
@@ -221,34 +220,17 @@ impl DbCore {
     /// failure the files it made are removed, so a full disk gets its space back.
     fn write_table(&self, frozen: &FrozenMemtable) -> Result<Arc<TableHandle>> {
         let number = self.new_file_number();
-        let path = self.dir.join(table_file_name(number));
-        let temp = self.dir.join(format!("{}.tmp", table_file_name(number)));
-        self.build_table(frozen, number, &path, &temp).inspect_err(|_| {
-            // Unnamed files: if these removals fail too, the next open removes them.
-            let _ = self.fs.remove_file(&temp);
-            let _ = self.fs.remove_file(&path);
-        })
-    }
-
-    fn build_table(
-        &self,
-        frozen: &FrozenMemtable,
-        number: u64,
-        path: &Path,
-        temp: &Path,
-    ) -> Result<Arc<TableHandle>> {
-        let file = self.fs.create(temp)?;
-        let mut builder = TableBuilder::new(file, TableOptions::from(&self.options));
-        for entry in frozen.entries() {
-            builder.add(&entry)?;
-        }
-        for tombstone in frozen.range_tombstones() {
-            builder.add_range_tombstone(&tombstone)?;
-        }
-        let properties = builder.finish()?;
-        self.fs.rename(temp, path)?;
-        self.fs.sync_dir(&self.dir)?;
-        let table = Arc::new(Table::open(&*self.fs, path, number, self.cache.clone())?);
+        let options = TableOptions::from(&self.options);
+        let (table, properties) =
+            write_table(&*self.fs, &self.dir, number, options, self.cache.clone(), |builder| {
+                for entry in frozen.entries() {
+                    builder.add(&entry)?;
+                }
+                for tombstone in frozen.range_tombstones() {
+                    builder.add_range_tombstone(&tombstone)?;
+                }
+                Ok(())
+            })?;
         self.stats.flush_bytes.fetch_add(table.file_size(), Ordering::Relaxed);
         let meta = TableMeta {
             number,
@@ -259,6 +241,6 @@ impl DbCore {
             min_seqno: properties.min_seqno,
             max_seqno: properties.max_seqno,
         };
-        Ok(Arc::new(TableHandle::new(table, meta, self.obsolete_tables.clone())))
+        Ok(Arc::new(TableHandle::new(Arc::new(table), meta, self.obsolete_tables.clone())))
     }
 }

@@ -43,19 +43,13 @@ use std::sync::Arc;
 pub use edit::{TableMeta, VersionEdit};
 pub use state::ManifestState;
 
+pub use crate::file_names::{CURRENT, manifest_file_name, parse_manifest_file_name};
+
 use crate::coding::Decoder;
 use crate::error::{Corruption, Error, Result};
+use crate::file_names::temp_file_name;
 use crate::fs::FileSystem;
 use crate::log_record::{HEADER_LEN, LogEnd, LogRead, LogReader, LogWriter};
-
-/// Name of the file pointing at the live manifest. Part of the file format: never change.
-pub const CURRENT: &str = "CURRENT";
-
-/// Temporary name `CURRENT` is written under before the atomic rename.
-const CURRENT_TMP: &str = "CURRENT.tmp";
-
-/// File name prefix of manifest files. Part of the file format: never change.
-const MANIFEST_PREFIX: &str = "MANIFEST-";
 
 /// Identifies a manifest file ("AEMANIFS"). Part of the file format: never change.
 pub const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"AEMANIFS");
@@ -66,21 +60,6 @@ pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 
 /// Bytes in a manifest file header. Part of the file format: never change.
 pub const MANIFEST_HEADER_LEN: usize = 8 + 4 + 4;
-
-/// The file name of manifest `number`: `MANIFEST-000005`.
-pub fn manifest_file_name(number: u64) -> String {
-    format!("{MANIFEST_PREFIX}{number:06}")
-}
-
-/// The number of a file named by [`manifest_file_name`], or `None` for any other name.
-pub fn parse_manifest_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(MANIFEST_PREFIX)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let number = digits.parse().ok()?;
-    (manifest_file_name(number) == name).then_some(number)
-}
 
 /// The live manifest file, open for appending edits, and the state it adds up to.
 ///
@@ -251,7 +230,7 @@ impl Manifest {
                 // keep using it and roll over at a later edit, once there is space.
                 Err(Rollover::NotInstalled(e)) if e.is_no_space() => {
                     let _ = self.fs.remove_file(&self.dir.join(manifest_file_name(number)));
-                    let _ = self.fs.remove_file(&self.dir.join(CURRENT_TMP));
+                    let _ = self.fs.remove_file(&self.dir.join(temp_file_name(CURRENT)));
                 }
                 Err(Rollover::NotInstalled(e) | Rollover::MaybeInstalled(e)) => return Err(e),
             }
@@ -323,7 +302,7 @@ fn install_new_manifest(
 /// Writes and syncs `CURRENT.tmp` naming manifest `number`; with [`switch_current`]
 /// it points `CURRENT` at the manifest atomically (invariant 2).
 fn write_current_tmp(fs: &dyn FileSystem, dir: &Path, number: u64) -> Result<()> {
-    let mut file = fs.create(&dir.join(CURRENT_TMP))?;
+    let mut file = fs.create(&dir.join(temp_file_name(CURRENT)))?;
     file.append(format!("{}\n", manifest_file_name(number)).as_bytes())?;
     file.sync()?;
     Ok(())
@@ -331,7 +310,7 @@ fn write_current_tmp(fs: &dyn FileSystem, dir: &Path, number: u64) -> Result<()>
 
 /// Renames `CURRENT.tmp` over `CURRENT` and makes the rename durable.
 fn switch_current(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-    fs.rename(&dir.join(CURRENT_TMP), &dir.join(CURRENT))?;
+    fs.rename(&dir.join(temp_file_name(CURRENT)), &dir.join(CURRENT))?;
     fs.sync_dir(dir)?;
     Ok(())
 }
@@ -521,7 +500,7 @@ mod tests {
         assert!(m.state().next_file_number > m.file_number());
         assert_eq!(Manifest::load(&OsFs, dir.path()).unwrap(), *m.state());
         assert_eq!(manifest_files(dir.path()).len(), 1);
-        assert!(!dir.path().join(CURRENT_TMP).exists());
+        assert!(!dir.path().join(temp_file_name(CURRENT)).exists());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!    blocks; the index stores each block's last internal key.
 //! 3. Output is buffered and handed to the file in appends of about [`WRITE_BUFFER`]
 //!    bytes. [`TableBuilder::finish`] syncs the file; until then it is not durable.
-//!    Renaming it into place and syncing the directory is the caller's job.
+//!    Renaming it into place and syncing the directory is [`super::commit`]'s job.
 //! 4. After any error the builder's output is unusable: drop it and remove the file.
 //! 5. Every block's payload is at most [`MAX_BLOCK_SIZE`], the largest the reader
 //!    accepts; that also keeps restart offsets and size prefixes within their `u32`

@@ -7,6 +7,7 @@
 //! - [`properties`]: counts and key/seqno ranges.
 //! - [`footer`]: block handles and the fixed-size footer.
 //! - [`builder`]: writes a table; the file layout is described there.
+//! - [`commit`]: creates a table durably (temp name, build, sync, rename, open).
 //! - [`iter`]: the two-level (index → block) scan iterator.
 //! - this module: [`Table`], opening a file and point lookups.
 //!
@@ -27,6 +28,7 @@
 
 pub mod block;
 pub mod builder;
+pub mod commit;
 pub mod filter;
 pub mod footer;
 pub mod framing;
@@ -50,13 +52,10 @@ use footer::{BLOCK_HANDLE_SIZE, BlockHandle, FOOTER_SIZE, Footer};
 use framing::decode_block;
 use properties::Properties;
 
+pub use crate::file_names::table_file_name;
 pub use builder::{TableBuilder, TableOptions};
+pub use commit::{NewTable, write_table};
 pub use iter::TableIter;
-
-/// The file name of SSTable `number` in a database directory.
-pub fn table_file_name(number: u64) -> String {
-    format!("{number:06}.sst")
-}
 
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug, Clone)]

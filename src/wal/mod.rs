@@ -33,6 +33,8 @@ mod writer;
 pub use reader::{ReplayError, ReplayOutcome, replay_segment};
 pub use writer::{WalWriter, truncate_segment};
 
+pub use crate::file_names::{parse_segment_file_name, segment_file_name};
+
 use crate::coding::Decoder;
 use crate::error::Corruption;
 
@@ -45,22 +47,6 @@ pub const SEGMENT_FORMAT_VERSION: u32 = 1;
 
 /// Bytes in a segment header. Part of the file format: never change.
 pub const SEGMENT_HEADER_LEN: usize = 8 + 4 + 16 + 8 + 4;
-
-/// The file name of segment `number`: `000042.wal`.
-pub fn segment_file_name(number: u64) -> String {
-    format!("{number:06}.wal")
-}
-
-/// The segment number of a file named by [`segment_file_name`], or `None` for any
-/// other name (including non-canonical spellings such as `42.wal`).
-pub fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".wal")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let number = digits.parse().ok()?;
-    (segment_file_name(number) == name).then_some(number)
-}
 
 /// Encodes the header of segment `number` of database `db_id`.
 fn encode_header(number: u64, db_id: uuid::Uuid) -> Vec<u8> {
