@@ -63,6 +63,19 @@ fn value(i: u32) -> Vec<u8> {
     v
 }
 
+/// A 24 MiB tmpfs holding a 4 MiB filler file, and the database directory to use on
+/// it; `None` (with a message) where this process may not mount.
+fn small_disk() -> Option<(Tmpfs, PathBuf, PathBuf)> {
+    let Some(tmpfs) = Tmpfs::mount("24m") else {
+        println!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return None;
+    };
+    let dir = tmpfs.path().join("db");
+    let filler = tmpfs.path().join("filler");
+    std::fs::write(&filler, vec![1u8; FILLER_LEN]).unwrap();
+    Some((tmpfs, dir, filler))
+}
+
 /// Puts `key = value` and syncs the WAL before returning.
 fn put_synced(db: &Db, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> aeternusdb::Result<()> {
     let mut batch = WriteBatch::new();
@@ -92,13 +105,7 @@ fn fill(db: &Db, first: u32, value: impl Fn(u32) -> Vec<u8>) -> (u32, Error) {
 /// reopens, holds every acknowledged write and takes new ones.
 #[test]
 fn reopens_after_the_disk_filled_up() {
-    let Some(tmpfs) = Tmpfs::mount("24m") else {
-        println!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
-        return;
-    };
-    let dir: PathBuf = tmpfs.path().join("db");
-    let filler = tmpfs.path().join("filler");
-    std::fs::write(&filler, vec![1u8; FILLER_LEN]).unwrap();
+    let Some((_disk, dir, filler)) = small_disk() else { return };
 
     let db = Db::open(&dir, Options::default()).unwrap();
     let (acked, error) = fill(&db, 0, value);
@@ -131,13 +138,7 @@ fn reopens_after_the_disk_filled_up() {
 /// values are incompressible, so the tables fill the disk too.
 #[test]
 fn writes_resume_without_a_reopen_once_space_is_freed() {
-    let Some(tmpfs) = Tmpfs::mount("24m") else {
-        println!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
-        return;
-    };
-    let dir: PathBuf = tmpfs.path().join("db");
-    let filler = tmpfs.path().join("filler");
-    std::fs::write(&filler, vec![1u8; FILLER_LEN]).unwrap();
+    let Some((_disk, dir, filler)) = small_disk() else { return };
     let options = Options { write_buffer_size: 1 << 20, ..Options::default() };
 
     let db = Db::open(&dir, options.clone()).unwrap();
