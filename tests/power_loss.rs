@@ -216,9 +216,6 @@ fn torn_write_at_the_tail() {
     }
 }
 
-const KINDS: [FaultKind; 5] =
-    [FaultKind::Write, FaultKind::Sync, FaultKind::Rename, FaultKind::SyncDir, FaultKind::Create];
-
 const WORKLOAD_WRITES: usize = 60;
 
 /// What a workload run saw.
@@ -282,7 +279,7 @@ fn run_workload(fault: Option<(FaultKind, usize)>) -> (Run, usize) {
 /// write is half applied.
 #[test]
 fn injected_failures_lose_nothing_synced() {
-    for kind in KINDS {
+    for kind in FaultKind::ALL {
         let (dry, total) = run_workload(Some((kind, usize::MAX)));
         assert!(dry.error.is_none(), "{kind:?}: the dry run failed: {:?}", dry.error);
         assert!(total > 0, "{kind:?}: the workload does no such operation");

@@ -418,13 +418,7 @@ mod tests {
             setup.fs.remove_file(o.table.path()).unwrap();
         }
         drop(baseline);
-        for kind in [
-            FaultKind::Create,
-            FaultKind::Write,
-            FaultKind::Sync,
-            FaultKind::Rename,
-            FaultKind::SyncDir,
-        ] {
+        for kind in FaultKind::ALL {
             let mut n = 0;
             loop {
                 setup.fs.fail_after(kind, n);

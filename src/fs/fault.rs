@@ -71,6 +71,15 @@ pub enum FaultKind {
 const KIND_COUNT: usize = 5;
 
 impl FaultKind {
+    /// Every kind, for tests that fail each in turn.
+    pub const ALL: [FaultKind; KIND_COUNT] = [
+        FaultKind::Write,
+        FaultKind::Sync,
+        FaultKind::Rename,
+        FaultKind::SyncDir,
+        FaultKind::Create,
+    ];
+
     fn index(self) -> usize {
         match self {
             FaultKind::Write => 0,
@@ -90,6 +99,18 @@ struct Inode {
     data: Vec<u8>,
     /// The prefix of `data` that survives a power loss.
     synced_len: usize,
+}
+
+impl Inode {
+    /// Cuts the bytes to their first `len`; growing a file is `InvalidInput`.
+    fn cut(&mut self, len: u64) -> io::Result<usize> {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.data.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
+        self.data.truncate(len);
+        Ok(len)
+    }
 }
 
 type InodeRef = Arc<Mutex<Inode>>;
@@ -262,11 +283,7 @@ impl FaultFs {
     pub fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let state = self.state.lock();
         let mut inode = state.live_file(path)?.lock();
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len <= inode.data.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
-        inode.data.truncate(len);
+        let len = inode.cut(len)?;
         inode.synced_len = inode.synced_len.min(len);
         Ok(())
     }
@@ -383,11 +400,7 @@ impl FileSystem for FaultFs {
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
         let state = self.state.lock();
         let mut inode = state.live_file(path)?.lock();
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len <= inode.data.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
-        inode.data.truncate(len);
+        let len = inode.cut(len)?;
         // The cut is followed by a sync of the whole file.
         inode.synced_len = len;
         Ok(())
@@ -667,14 +680,7 @@ mod tests {
 
     #[test]
     fn each_fault_fires_at_exactly_the_nth_operation() -> TestResult {
-        let kinds = [
-            FaultKind::Write,
-            FaultKind::Sync,
-            FaultKind::Rename,
-            FaultKind::SyncDir,
-            FaultKind::Create,
-        ];
-        for kind in kinds {
+        for kind in FaultKind::ALL {
             for n in 0..4 {
                 let (fs, dir) = setup()?;
                 fs.fail_after(kind, n);

@@ -153,13 +153,7 @@ mod tests {
         drop(table);
         fs.remove_file(&dir.join("000007.sst")).unwrap();
 
-        for kind in [
-            FaultKind::Create,
-            FaultKind::Write,
-            FaultKind::Sync,
-            FaultKind::Rename,
-            FaultKind::SyncDir,
-        ] {
+        for kind in FaultKind::ALL {
             fs.fail_after(kind, 0);
             let result = write_table(&fs, &dir, 8, options, cache.clone(), fill);
             fs.clear_faults();
