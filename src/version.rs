@@ -201,8 +201,9 @@ impl Version {
     }
 }
 
-/// Everything a read needs: memtables and the current version.
-#[derive(Debug)]
+/// Everything a read needs: memtables and the current version. Cloning it clones
+/// three handles, not the data.
+#[derive(Debug, Clone)]
 pub struct ReadView {
     /// The memtable taking writes.
     pub active: Arc<Memtable>,

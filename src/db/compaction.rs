@@ -240,9 +240,8 @@ impl DbCore {
     /// Installs a version with `added` and without `removed`, keeping the memtables.
     pub(crate) fn install_tables(&self, added: &[Arc<TableHandle>], removed: &HashSet<u64>) {
         self.install_view(|view| ReadView {
-            active: view.active.clone(),
-            frozen: view.frozen.clone(),
             version: Arc::new(view.version.apply(added, removed)),
+            ..view.clone()
         });
     }
 
@@ -266,11 +265,7 @@ impl DbCore {
 
     /// Recomputes the cached write pressure from the current version.
     pub(crate) fn refresh_write_pressure(&self) {
-        self.install_view(|view| ReadView {
-            active: view.active.clone(),
-            frozen: view.frozen.clone(),
-            version: view.version.clone(),
-        });
+        self.install_view(ReadView::clone);
     }
 
     /// How hard writers are held back with `version` in place.
