@@ -39,6 +39,7 @@ use crate::version::ReadView;
 use crate::wal::{WalWriter, segment_file_name};
 
 use super::DbCore;
+use super::background_state::Stopped;
 
 /// The state only the commit leader touches.
 pub(crate) struct WriterState {
@@ -56,10 +57,9 @@ pub(crate) struct CommitQueue {
 enum GroupFailure {
     /// The database was closed while the group waited.
     Closed,
-    /// A write or sync failed; writes are stopped until reopen.
-    Failed(String),
-    /// The disk is full; nothing of the group was kept, later groups may succeed.
-    NoSpace(String),
+    /// A failure of one of the error classes: a hard one stopped writes until reopen;
+    /// for a full disk nothing of the group was kept, and later groups may succeed.
+    Stopped(Stopped),
 }
 
 struct QueueState {
@@ -92,14 +92,11 @@ impl Default for QueueState {
 
 impl QueueState {
     /// The outcome of finished group `id` for one of its members.
-    fn take_outcome(&mut self, id: u64, dir: &std::path::Path) -> Result<()> {
+    fn take_outcome(&mut self, id: u64) -> Result<()> {
         let Some((failure, members_left)) = self.failures.get_mut(&id) else { return Ok(()) };
         let error = match failure {
             GroupFailure::Closed => Error::Closed,
-            GroupFailure::Failed(why) => Error::Background(why.clone()),
-            GroupFailure::NoSpace(message) => {
-                Error::NoSpace { dir: dir.to_path_buf(), message: message.clone() }
-            }
+            GroupFailure::Stopped(stopped) => stopped.to_error(),
         };
         *members_left -= 1;
         if *members_left == 0 {
@@ -161,7 +158,7 @@ impl DbCore {
         let my_group = queue.pending_id;
         loop {
             if queue.finished_through >= my_group {
-                return queue.take_outcome(my_group, &self.dir);
+                return queue.take_outcome(my_group);
             }
             if !queue.leader_active {
                 self.lead_group(&mut queue);
@@ -185,7 +182,9 @@ impl DbCore {
                 Error::Closed => GroupFailure::Closed,
                 // Nothing of the group reached the WAL or the memtable (see
                 // `commit_group`): it failed alone.
-                Error::NoSpace { message, .. } => GroupFailure::NoSpace(message),
+                Error::NoSpace { dir, message } => {
+                    GroupFailure::Stopped(Stopped::NoSpace { dir, message })
+                }
                 // Every other failure stops writes, whether or not the group reached the
                 // WAL: a group that did holds seqnos the memtable never got, and a later
                 // group reusing them would break the seqno continuity the next open
@@ -196,7 +195,7 @@ impl DbCore {
                         other => other.to_string(),
                     };
                     self.set_background_error(&why);
-                    GroupFailure::Failed(why)
+                    GroupFailure::Stopped(Stopped::Hard(why))
                 }
             };
             if members > 0 {
