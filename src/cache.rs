@@ -70,11 +70,6 @@ impl BlockCache {
         }
     }
 
-    /// The configured capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// The weight of what is cached now, in bytes.
     pub fn weight(&self) -> u64 {
         self.cache.as_ref().map_or(0, |c| c.weight())

@@ -42,11 +42,6 @@ impl<'a> Decoder<'a> {
         self.pos >= self.buf.len()
     }
 
-    /// The bytes not yet consumed.
-    pub fn remaining(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
-    }
-
     /// Takes the next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;

@@ -152,4 +152,14 @@ mod tests {
         assert_eq!(table_file_name(1_234_567), "1234567.sst");
         assert_eq!(parse_table_file_name("1234567.sst"), Some(1_234_567));
     }
+
+    #[test]
+    fn segment_numbers_round_trip_and_near_misses_parse_as_none() {
+        for n in [0, 1, 42, 999_999, 1_000_000, u64::MAX] {
+            assert_eq!(parse_segment_file_name(&segment_file_name(n)), Some(n));
+        }
+        for bad in ["7.wal", "000007.log", "00000a.wal", ".wal", "+00007.wal", "0000007.wal"] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
+    }
 }

@@ -37,36 +37,54 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod cache;
-pub mod coding;
-pub mod compaction;
-pub mod db;
-pub mod error;
-pub mod file_names;
+mod batch;
+mod cache;
+mod coding;
+mod compaction;
+mod db;
+mod error;
+mod file_names;
 pub mod fs;
-pub mod iter;
-pub mod key;
-pub mod log_record;
-pub mod manifest;
-pub mod memtable;
-pub mod merge;
-pub mod options;
-pub mod sstable;
-pub mod table_cache;
-pub mod tombstones;
-pub mod version;
-pub mod wal;
+mod iter;
+mod key;
+mod log_record;
+mod manifest;
+mod memtable;
+mod merge;
+mod options;
+mod sstable;
+mod table_cache;
+mod tombstones;
+mod version;
+mod wal;
 
 pub use batch::WriteBatch;
 pub use bytes::Bytes;
 pub use db::{Db, LevelStats, Snapshot, Stats};
 pub use error::{Error, Result};
 pub use iter::DbIter as Iter;
+pub use key::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use options::{
     CompactionStrategyOptions, Compression, LeveledOptions, Options, SizeTieredOptions,
     WalRecovery, WriteOptions,
 };
+
+/// The parts of the engine that `aeternus inspect` and `dump` and the integration tests
+/// read without a [`Db`]: file names, the manifest, tables and WAL segments.
+///
+/// Not API: hidden from the documentation, with no stability promise.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::batch::{BatchOp, decode_wal_record};
+    pub use crate::cache::BlockCache;
+    pub use crate::error::Corruption;
+    pub use crate::file_names::{FileKind, classify, parse_segment_file_name, segment_file_name};
+    pub use crate::key::{Entry, ValueKind, compare_internal};
+    pub use crate::manifest::{Manifest, ManifestState};
+    pub use crate::sstable::Table;
+    pub use crate::sstable::properties::Properties;
+    pub use crate::wal::{ReplayError, ReplayOutcome, replay_segment};
+}
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -177,7 +177,7 @@ impl Options {
     }
 }
 
-/// Tuning of [`SizeTiered`](crate::compaction::SizeTiered).
+/// Tuning of size-tiered compaction ([`CompactionStrategyOptions::SizeTiered`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SizeTieredOptions {
     /// Fewest tables in a bucket for a minor compaction (default 4).
@@ -270,7 +270,7 @@ impl SizeTieredOptions {
     }
 }
 
-/// Tuning of [`Leveled`](crate::compaction::Leveled).
+/// Tuning of leveled compaction ([`CompactionStrategyOptions::Leveled`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeveledOptions {
     /// Levels, level 0 included (default 7).

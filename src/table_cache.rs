@@ -158,12 +158,6 @@ impl TableCache {
         self.lru.lock().files.len()
     }
 
-    /// The most descriptors the cache keeps: `max_open_files`, or less once the process
-    /// ran out of descriptors (invariant 5).
-    pub fn capacity(&self) -> usize {
-        self.lru.lock().capacity
-    }
-
     /// Runs `op`, retrying it after [`release_descriptors`](Self::release_descriptors)
     /// for as long as it runs out of descriptors and the cache has some to close.
     pub fn retry<T>(&self, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
@@ -510,7 +504,7 @@ mod tests {
         }
         // The cache learnt the limit: it keeps half of what it held when it ran out.
         let cache = caching.table_cache();
-        assert_eq!(cache.capacity(), MIN_LOWERED_CAPACITY);
+        assert_eq!(cache.lru.lock().capacity, MIN_LOWERED_CAPACITY);
         assert!(fs.open_count() <= 10);
         // Every other open still succeeds, the cached files making room.
         let mut writers = Vec::new();

@@ -5,8 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
-use aeternusdb::key::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
+use aeternusdb::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
 
 fn small() -> Options {
     Options { write_buffer_size: 4 << 10, block_size: 256, ..Options::default() }

@@ -9,10 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aeternusdb::cache::BlockCache;
 use aeternusdb::fs::{FaultFs, FaultKind, OsFs};
-use aeternusdb::sstable::Table;
-use aeternusdb::sstable::properties::Properties;
+use aeternusdb::internals::{BlockCache, Properties, Table};
 use aeternusdb::{CompactionStrategyOptions, Db, Error, Options, WriteBatch};
 use common::{
     Model, aggressive_strategies, collect, key, leveled_for, noise, tiered_for, tiny_options_with,

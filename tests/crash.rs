@@ -45,9 +45,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aeternusdb::db::{FileKind, classify_file_name};
 use aeternusdb::fs::OsFs;
-use aeternusdb::manifest::{Manifest, ManifestState};
+use aeternusdb::internals::{FileKind, Manifest, ManifestState, classify as classify_file_name};
 use aeternusdb::{
     CompactionStrategyOptions, Db, LeveledOptions, Options, SizeTieredOptions, WriteBatch,
 };

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{CompactionOutput, TableSummary};
+use super::TableSummary;
+use super::output::CompactionOutput;
 use crate::fs::FaultFs;
 use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind};
 use crate::options::Compression;

@@ -138,16 +138,6 @@ impl Leveled {
         Ok(Leveled { options })
     }
 
-    /// The options in use.
-    pub fn options(&self) -> &LeveledOptions {
-        &self.options
-    }
-
-    /// The level new data from level 0 compacts into (see the module doc).
-    pub fn base_level(&self, levels: &LevelsSummary) -> u32 {
-        self.targets(levels).base as u32
-    }
-
     /// Dynamic level targets and the base level.
     fn targets(&self, levels: &LevelsSummary) -> Targets {
         let n = self.options.num_levels;

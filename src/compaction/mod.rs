@@ -35,10 +35,9 @@ use bytes::Bytes;
 
 use crate::key::SeqNo;
 
-pub use job::{CompactionJob, CompactionResult, CompactionStats};
-pub use leveled::{Leveled, LeveledOptions};
-pub use output::CompactionOutput;
-pub use tiered::{SizeTiered, SizeTieredOptions};
+pub use job::CompactionJob;
+pub use leveled::Leveled;
+pub use tiered::SizeTiered;
 
 /// What picking sees of one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,11 +178,6 @@ impl WritePressure {
 pub trait CompactionStrategy: Send + Sync + fmt::Debug {
     /// Number of levels the strategy uses (size-tiered: 1).
     fn num_levels(&self) -> usize;
-
-    /// The level new flushes go to (level 0 for both built-in strategies).
-    fn flush_level(&self) -> u32 {
-        0
-    }
 
     /// The most urgent background task, avoiding tables in `busy`; `None` if the tree
     /// is in shape.

@@ -90,11 +90,6 @@ impl SizeTiered {
         Ok(SizeTiered { options })
     }
 
-    /// The options in use.
-    pub fn options(&self) -> &SizeTieredOptions {
-        &self.options
-    }
-
     /// Groups `tables` into buckets of similar size (rule 1), each sorted by size.
     fn buckets<'a>(&self, mut tables: Vec<&'a TableSummary>) -> Vec<Vec<&'a TableSummary>> {
         tables.sort_by_key(|t| (t.size, t.number));

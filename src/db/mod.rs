@@ -17,7 +17,6 @@
 
 mod background_state;
 mod compaction;
-pub mod files;
 mod flush;
 mod read;
 mod recovery;
@@ -44,7 +43,6 @@ use crate::options::{Options, WriteOptions};
 use crate::table_cache::TableCache;
 use crate::version::{ObsoleteTables, ReadView};
 
-pub use files::{FileKind, classify as classify_file_name};
 pub use read::Snapshot;
 pub use stats::{LevelStats, Stats};
 

@@ -47,10 +47,10 @@ use crate::table_cache::CachingFs;
 use crate::version::{ObsoleteTables, ReadView, TableHandle, Version};
 use crate::wal::{SEGMENT_HEADER_LEN, WalWriter, segment_file_name};
 
-use super::files::{FileKind, LOCK_FILE, classify};
 use super::replay::{Replayed, replay_wal};
 use super::write::WriterState;
 use super::{DbCore, read::SnapshotRegistry};
+use crate::file_names::{FileKind, LOCK_FILE, classify};
 
 /// WAL segments kept for unflushed data past which open flushes the recovered data:
 /// each open starts a new segment, so a database opened many times for a few writes

@@ -38,7 +38,7 @@ pub struct DbIter {
 
 impl DbIter {
     /// Iterates `view` at `snapshot` over user keys within `(lower, upper)`.
-    pub fn new(
+    pub(crate) fn new(
         view: Arc<ReadView>,
         snapshot: SeqNo,
         lower: Bound<Bytes>,

@@ -242,21 +242,6 @@ impl Manifest {
     pub fn is_usable(&self) -> bool {
         !self.failed
     }
-
-    /// The state after every edit applied so far.
-    pub fn state(&self) -> &ManifestState {
-        &self.state
-    }
-
-    /// The number of the live manifest file.
-    pub fn file_number(&self) -> u64 {
-        self.number
-    }
-
-    /// Bytes in the live manifest file.
-    pub fn size(&self) -> u64 {
-        self.log.len()
-    }
 }
 
 /// Writes manifest `number` holding a snapshot of `state`, makes it durable, points
@@ -437,9 +422,9 @@ mod tests {
     fn load_returns_what_was_applied() {
         let dir = tempfile::tempdir().unwrap();
         let m = populated(dir.path());
-        assert_eq!(m.file_number(), 1);
+        assert_eq!(m.number, 1);
         let loaded = Manifest::load(&OsFs, dir.path()).unwrap();
-        assert_eq!(&loaded, m.state());
+        assert_eq!(loaded, m.state);
         assert_eq!(loaded.tables.keys().copied().collect::<Vec<_>>(), vec![5]);
         assert_eq!((loaded.log_number, loaded.last_wal, loaded.last_seqno), (4, 4, 99));
         let current = std::fs::read_to_string(dir.path().join(CURRENT)).unwrap();
@@ -452,22 +437,22 @@ mod tests {
         let m =
             Manifest::create(fs(), dir.path(), 7, ManifestState::new(uuid::Uuid::new_v4()), 4096)
                 .unwrap();
-        assert_eq!(m.state().next_file_number, 8);
+        assert_eq!(m.state.next_file_number, 8);
         assert_eq!(Manifest::load(&OsFs, dir.path()).unwrap().next_file_number, 8);
     }
 
     #[test]
     fn reopening_writes_a_fresh_manifest_and_removes_the_old_one() {
         let dir = tempfile::tempdir().unwrap();
-        let before = populated(dir.path()).state().clone();
+        let before = populated(dir.path()).state.clone();
         let loaded = Manifest::load(&OsFs, dir.path()).unwrap();
         let next = loaded.next_file_number;
         let m = Manifest::create(fs(), dir.path(), next, loaded, 4096).unwrap();
         assert_eq!(manifest_files(dir.path()), vec![manifest_file_name(next)]);
-        assert_eq!(m.state().tables, before.tables);
-        assert_eq!(Manifest::load(&OsFs, dir.path()).unwrap(), *m.state());
+        assert_eq!(m.state.tables, before.tables);
+        assert_eq!(Manifest::load(&OsFs, dir.path()).unwrap(), m.state);
         // Recreating the live manifest in place is refused.
-        let again = Manifest::create(fs(), dir.path(), next, m.state().clone(), 4096);
+        let again = Manifest::create(fs(), dir.path(), next, m.state.clone(), 4096);
         assert!(matches!(again, Err(Error::InvalidArgument(_))));
     }
 
@@ -479,7 +464,7 @@ mod tests {
         let mut next = 1000;
         let mut rollovers = 0;
         for i in 0..200u64 {
-            let before = m.file_number();
+            let before = m.number;
             let mut edit = VersionEdit { added: vec![table(10 + i, 0)], ..Default::default() };
             if i >= 5 {
                 edit.removed.push((0, 5 + i));
@@ -489,16 +474,16 @@ mod tests {
                 next
             })
             .unwrap();
-            if m.file_number() != before {
+            if m.number != before {
                 rollovers += 1;
-                assert_eq!(manifest_files(dir.path()), vec![manifest_file_name(m.file_number())]);
+                assert_eq!(manifest_files(dir.path()), vec![manifest_file_name(m.number)]);
             }
-            assert!(m.size() <= 1024 + 200, "size {}", m.size());
+            assert!(m.log.len() <= 1024 + 200, "size {}", m.log.len());
         }
         assert!(rollovers > 5, "only {rollovers} rollovers");
-        assert_eq!(m.state().tables.len(), 5);
-        assert!(m.state().next_file_number > m.file_number());
-        assert_eq!(Manifest::load(&OsFs, dir.path()).unwrap(), *m.state());
+        assert_eq!(m.state.tables.len(), 5);
+        assert!(m.state.next_file_number > m.number);
+        assert_eq!(Manifest::load(&OsFs, dir.path()).unwrap(), m.state);
         assert_eq!(manifest_files(dir.path()).len(), 1);
         assert!(!dir.path().join(temp_file_name(CURRENT)).exists());
     }
@@ -507,10 +492,10 @@ mod tests {
     fn invalid_edit_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = populated(dir.path());
-        let (size, state) = (m.size(), m.state().clone());
+        let (size, state) = (m.log.len(), m.state.clone());
         let bad = VersionEdit { removed: vec![(0, 42)], ..Default::default() };
         assert!(matches!(m.apply(bad, || unreachable!()), Err(Error::InvalidArgument(_))));
-        assert_eq!((m.size(), m.state()), (size, &state));
+        assert_eq!((m.log.len(), &m.state), (size, &state));
         // Still usable.
         m.apply(VersionEdit { last_seqno: Some(100), ..Default::default() }, || unreachable!())
             .unwrap();
@@ -540,7 +525,7 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let loaded = Manifest::load(&OsFs, dir.path()).unwrap();
-        assert_ne!(&loaded, m.state());
+        assert_ne!(loaded, m.state);
         assert_eq!(loaded.tables.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
     }
 

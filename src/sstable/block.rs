@@ -214,13 +214,6 @@ pub struct BlockIter {
 }
 
 impl BlockIter {
-    /// Positions the iterator so the next entry returned is the first one.
-    pub fn seek_to_first(&mut self) {
-        self.key.clear();
-        self.next = 0;
-        self.state = State::Consumed;
-    }
-
     /// Positions the iterator so the next entry returned is the first one whose
     /// internal key is `>= (key, seqno)`.
     pub fn seek(&mut self, key: &[u8], seqno: SeqNo) -> Result<(), Corruption> {

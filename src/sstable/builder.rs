@@ -197,11 +197,6 @@ impl TableBuilder {
                 + self.filter.estimated_size()) as u64
     }
 
-    /// Point entries added so far.
-    pub fn entry_count(&self) -> u64 {
-        self.properties.entry_count
-    }
-
     /// Writes the metadata blocks and footer, syncs the file and returns what the
     /// table holds.
     pub fn finish(mut self) -> Result<Properties> {

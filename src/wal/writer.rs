@@ -23,7 +23,6 @@ use crate::log_record::{LogWriter, MAX_RECORD_SIZE};
 /// Writes records to one WAL segment.
 pub struct WalWriter {
     log: LogWriter,
-    number: u64,
     path: PathBuf,
 }
 
@@ -73,7 +72,7 @@ impl WalWriter {
         file.append(&encode_header(number, db_id))?;
         file.sync()?;
         fs.sync_dir(dir)?;
-        Ok(WalWriter { log: LogWriter::new(file), number, path })
+        Ok(WalWriter { log: LogWriter::new(file), path })
     }
 
     /// Appends one record. A payload above
@@ -96,20 +95,5 @@ impl WalWriter {
     /// Makes every record appended so far durable.
     pub fn sync(&mut self) -> Result<()> {
         Ok(self.log.sync()?)
-    }
-
-    /// This segment's number.
-    pub fn number(&self) -> u64 {
-        self.number
-    }
-
-    /// Bytes in the segment file, header included.
-    pub fn size(&self) -> u64 {
-        self.log.len()
-    }
-
-    /// The segment file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

@@ -6,15 +6,12 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aeternusdb::batch::{BatchOp, decode_wal_record};
-use aeternusdb::cache::BlockCache;
-use aeternusdb::db::files::{FileKind, classify};
-use aeternusdb::error::Corruption;
 use aeternusdb::fs::OsFs;
-use aeternusdb::key::{ValueKind, compare_internal};
-use aeternusdb::manifest::{Manifest, ManifestState};
-use aeternusdb::sstable::Table;
-use aeternusdb::wal::{ReplayError, parse_segment_file_name, replay_segment};
+use aeternusdb::internals::{
+    BatchOp, BlockCache, Corruption, Entry, FileKind, Manifest, ManifestState, ReplayError,
+    ReplayOutcome, Table, ValueKind, classify, compare_internal, decode_wal_record,
+    parse_segment_file_name, replay_segment, segment_file_name,
+};
 use aeternusdb::{Db, Error, Options, WalRecovery};
 use clap::Subcommand;
 
@@ -68,11 +65,8 @@ fn open_table(path: &Path) -> Result<Arc<Table>, Error> {
 }
 
 /// Reads every entry of `table`, checking strictly increasing internal order.
-fn for_each_entry(
-    table: &Arc<Table>,
-    mut f: impl FnMut(&aeternusdb::key::Entry),
-) -> Result<u64, Error> {
-    let mut previous: Option<aeternusdb::key::Entry> = None;
+fn for_each_entry(table: &Arc<Table>, mut f: impl FnMut(&Entry)) -> Result<u64, Error> {
+    let mut previous: Option<Entry> = None;
     let mut count = 0;
     for entry in table.iter(Bound::Unbounded, Bound::Unbounded) {
         let entry = entry?;
@@ -139,7 +133,7 @@ fn replay(
     state: &ManifestState,
     is_last: bool,
     mut f: impl FnMut(Vec<(u64, BatchOp)>),
-) -> Result<aeternusdb::wal::ReplayOutcome, Error> {
+) -> Result<ReplayOutcome, Error> {
     replay_segment(&OsFs, dir, number, state.db_id, is_last, WalRecovery::Strict, |payload| {
         let ops = decode_wal_record(payload).map_err(|at| {
             // Located in the segment by `replay_segment`.
@@ -260,9 +254,7 @@ pub fn verify(dir: Option<&Path>) -> CliResult {
             for &n in &segments {
                 match replay(dir, n, &state, Some(n) == last, |_| {}) {
                     Ok(outcome) => records += outcome.records,
-                    Err(e) => {
-                        note(&mut damaged, e, &dir.join(aeternusdb::wal::segment_file_name(n)))
-                    }
+                    Err(e) => note(&mut damaged, e, &dir.join(segment_file_name(n))),
                 }
             }
         }

@@ -369,7 +369,7 @@ fn arb_case() -> impl Strategy<Value = (SizeTiered, LevelsSummary, HashSet<u64>)
 proptest! {
     #[test]
     fn picked_tasks_are_well_formed((s, levels, busy) in arb_case()) {
-        let o = s.options();
+        let o = &s.options;
         if let Some(task) = s.pick(&levels, &busy) {
             prop_assert_eq!(task.output_level, 0);
             let mut seen = HashSet::new();
