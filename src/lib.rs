@@ -29,16 +29,15 @@
 //! ```
 //!
 //! Layers, bottom up (every import points down): `key`, `coding`, `error`, `options`,
-//! `fs` → `table_cache`, `batch`, `log_record`, `wal`, `manifest`, `memtable`, `sstable`, `cache`,
-//! `tombstones`, `merge` → `compaction` (strategies and the merge job) → `version`
-//! (live sources, point lookups) → `iter` (the user iterator) → `db` (handle, write
-//! path, read path, recovery, flush and compaction threads).
+//! `fs` → `table_cache`, `batch`, `log_record`, `wal`, `manifest`, `memtable`, `sstable`
+//! (with the block cache), `tombstones`, `merge` → `compaction` (strategies and the
+//! merge job) → `version` (live sources, point lookups) → `iter` (the user iterator) →
+//! `db` (handle, write path, read path, recovery, flush and compaction threads).
 //! See `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
 mod batch;
-mod cache;
 mod coding;
 mod compaction;
 mod db;
@@ -76,12 +75,12 @@ pub use options::{
 #[doc(hidden)]
 pub mod internals {
     pub use crate::batch::{BatchOp, decode_wal_record};
-    pub use crate::cache::BlockCache;
     pub use crate::error::Corruption;
     pub use crate::file_names::{FileKind, classify, parse_segment_file_name, segment_file_name};
     pub use crate::key::{Entry, ValueKind, compare_internal};
     pub use crate::manifest::{Manifest, ManifestState};
     pub use crate::sstable::Table;
+    pub use crate::sstable::cache::BlockCache;
     pub use crate::sstable::properties::Properties;
     pub use crate::wal::{ReplayError, ReplayOutcome, replay_segment};
 }

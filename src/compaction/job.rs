@@ -22,15 +22,14 @@
 //! one per snapshot stripe, [`CompactionStats::max_versions_buffered`]), every input
 //! range tombstone, and one table builder at a time.
 
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::key::{Entry, RangeTombstone, SeqNo};
 use crate::merge::{EntrySource, MergingIter};
+use crate::sstable::cache::BlockCache;
 use crate::sstable::{Table, TableOptions};
 
 use super::collapse::{CollapseStats, Collapser};
@@ -155,11 +154,8 @@ impl CompactionJob<'_> {
     /// The inputs' entries in internal order, failing with `Error::Closed` once
     /// `cancelled` says so (asked every [`CANCEL_CHECK_INTERVAL`] entries).
     fn entries(&self) -> impl Iterator<Item = Result<Entry>> + '_ {
-        let sources: Vec<EntrySource> = self
-            .inputs
-            .iter()
-            .map(|t| Box::new(t.iter(Bound::Unbounded, Bound::Unbounded)) as EntrySource)
-            .collect();
+        let sources: Vec<EntrySource> =
+            self.inputs.iter().map(|t| Box::new(t.iter_uncached()) as EntrySource).collect();
         let mut read: u64 = 0;
         MergingIter::new(sources, false).map(move |entry| {
             let entry = entry?;
@@ -176,6 +172,7 @@ impl CompactionJob<'_> {
 mod tests {
     use std::cell::Cell;
     use std::collections::BTreeMap;
+    use std::ops::Bound;
     use std::path::PathBuf;
 
     use bytes::Bytes;
@@ -379,6 +376,21 @@ mod tests {
                 prop_assert_eq!(keys, out_entries.len());
             }
         }
+    }
+
+    /// Compaction reads every input block once: caching them would evict the blocks
+    /// readers use, and grow the process by the cache's size during a bulk load.
+    #[test]
+    fn compaction_reads_add_nothing_to_the_block_cache() {
+        let table = |base: u64| (1..100).map(|k| put(k, base + u64::from(k), &[7; 64])).collect();
+        let setup = Setup::new(&[(table(0), vec![]), (table(1000), vec![])]);
+        let result = setup.run(&[], true, 1 << 20).unwrap();
+        assert_eq!(result.stats.entries_in, 2 * 99);
+        assert_eq!(setup.cache.weight(), 0);
+        // A reader's scan still fills it.
+        let table = &setup.inputs[0];
+        assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).count(), 99);
+        assert!(setup.cache.weight() > 0);
     }
 
     /// The outputs' pieces of one tombstone, compacted again, make the one tombstone.

@@ -25,10 +25,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::key::{Entry, RangeTombstone};
+use crate::sstable::cache::BlockCache;
 use crate::sstable::properties::Properties;
 use crate::sstable::{NewTable, Table, TableBuilder, TableOptions};
 

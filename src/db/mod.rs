@@ -33,13 +33,13 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::batch::WriteBatch;
-use crate::cache::BlockCache;
 use crate::compaction::CompactionStrategy;
 use crate::error::{Error, Result};
 use crate::fs::{FileLock, FileSystem};
 use crate::key::SeqNo;
 use crate::manifest::{Manifest, VersionEdit};
 use crate::options::{Options, WriteOptions};
+use crate::sstable::cache::BlockCache;
 use crate::table_cache::TableCache;
 use crate::version::{ObsoleteTables, ReadView};
 

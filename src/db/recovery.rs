@@ -35,13 +35,13 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::cache::BlockCache;
 use crate::compaction::{Leveled, SizeTiered};
 use crate::error::{Corruption, Error, Result};
 use crate::fs::{FileLock, FileSystem};
 use crate::manifest::{CURRENT, Manifest, ManifestState, manifest_file_name};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::{CompactionStrategyOptions, Options};
+use crate::sstable::cache::BlockCache;
 use crate::sstable::{Table, table_file_name};
 use crate::table_cache::CachingFs;
 use crate::version::{ObsoleteTables, ReadView, TableHandle, Version};

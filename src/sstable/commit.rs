@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cache::BlockCache;
+use super::cache::BlockCache;
 use crate::error::Result;
 use crate::file_names::{table_file_name, temp_file_name};
 use crate::fs::FileSystem;

@@ -48,11 +48,28 @@ pub struct TableIter {
     /// Position of the last entry yielded by the back.
     back_pos: Option<Position>,
     done: bool,
+    /// Whether blocks read from the file are added to the block cache.
+    fill_cache: bool,
 }
 
 impl Table {
     /// Scans the versions of user keys within `lower..upper`.
     pub fn iter(self: &Arc<Self>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> TableIter {
+        self.scan(lower, upper, true)
+    }
+
+    /// Scans the whole table, adding no block it reads to the block cache: compaction
+    /// reads each block once, and caching them would evict what readers need.
+    pub fn iter_uncached(self: &Arc<Self>) -> TableIter {
+        self.scan(Bound::Unbounded, Bound::Unbounded, false)
+    }
+
+    fn scan(
+        self: &Arc<Self>,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+        fill_cache: bool,
+    ) -> TableIter {
         TableIter {
             table: Arc::clone(self),
             lower,
@@ -66,6 +83,7 @@ impl Table {
             back_started: false,
             back_pos: None,
             done: false,
+            fill_cache,
         }
     }
 }
@@ -95,9 +113,11 @@ impl TableIter {
     /// Opens the front's next block; false when there is none.
     fn open_front_block(&mut self) -> Result<bool> {
         let table = Arc::clone(&self.table);
+        // Only the first block needs seeking to the lower bound: the index search
+        // found the first block that can hold keys at or above it.
         let lower = match &self.lower {
-            Bound::Included(l) | Bound::Excluded(l) => Some(l.clone()),
-            Bound::Unbounded => None,
+            Bound::Included(l) | Bound::Excluded(l) if !self.front_started => Some(l.clone()),
+            _ => None,
         };
         if self.front_started {
             self.front_block += 1;
@@ -110,7 +130,7 @@ impl TableIter {
         {
             return Ok(false);
         }
-        let mut it = table.data_block(self.front_block)?.iter();
+        let mut it = table.data_block(self.front_block, self.fill_cache)?.iter();
         if let Some(l) = lower {
             it.seek(&l, MAX_SEQNO).map_err(|c| c.in_file(&table.path))?;
         }
@@ -141,7 +161,7 @@ impl TableIter {
         if self.front_pos.is_some_and(|(b, _)| self.back_block < b) {
             return Ok(false);
         }
-        let mut it = table.data_block(self.back_block)?.iter();
+        let mut it = table.data_block(self.back_block, self.fill_cache)?.iter();
         let mut entries = Vec::new();
         while let Some(entry) = it.next() {
             let entry = entry.map_err(|c| c.in_file(&table.path))?;

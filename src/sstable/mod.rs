@@ -2,6 +2,7 @@
 //!
 //! # Modules
 //! - [`block`]: the prefix-compressed block format (data, index and range-tombstone blocks).
+//! - [`cache`]: the block cache shared by every table, holding parsed blocks.
 //! - [`framing`]: how a block is stored on disk (compression tag, CRC32C).
 //! - [`filter`]: the bloom filter over user keys.
 //! - [`properties`]: counts and key/seqno ranges.
@@ -28,6 +29,7 @@
 
 pub mod block;
 pub mod builder;
+pub mod cache;
 pub mod commit;
 pub mod filter;
 pub mod footer;
@@ -40,13 +42,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::error::{Corruption, Result};
 use crate::fs::{FileSystem, RandomAccessFile};
 use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix};
 
 use block::Block;
+use cache::BlockCache;
 use filter::BloomFilter;
 use footer::{BLOCK_HANDLE_SIZE, BlockHandle, FOOTER_SIZE, Footer};
 use framing::decode_block;
@@ -226,7 +228,7 @@ impl Table {
         }
         let first = self.seek_index(key, snapshot);
         for i in first..self.index.len() {
-            let block = self.data_block(i)?;
+            let block = self.data_block(i, true)?;
             let mut it = block.iter();
             it.seek(key, snapshot).map_err(|c| c.in_file(&self.path))?;
             match it.next() {
@@ -258,18 +260,19 @@ impl Table {
         })
     }
 
-    /// Data block `i` of the index, from the cache or the file.
-    fn data_block(&self, i: usize) -> Result<Block> {
+    /// Data block `i` of the index, from the cache or the file; a block read from the
+    /// file is cached if `fill_cache`.
+    fn data_block(&self, i: usize, fill_cache: bool) -> Result<Block> {
         let handle = self.index.get(i).map(|e| e.handle).unwrap_or_default();
-        let data = match self.cache.get(self.id, handle.offset) {
-            Some(data) => data,
-            None => {
-                let data = read_block(self.file.as_ref(), handle, &self.path)?;
-                self.cache.insert(self.id, handle.offset, data.clone());
-                data
-            }
-        };
-        Block::decode(data, handle.offset).map_err(|c| c.in_file(&self.path))
+        if let Some(block) = self.cache.get(self.id, handle.offset) {
+            return Ok(block);
+        }
+        let data = read_block(self.file.as_ref(), handle, &self.path)?;
+        let block = Block::decode(data, handle.offset).map_err(|c| c.in_file(&self.path))?;
+        if fill_cache {
+            self.cache.insert(self.id, handle.offset, block.clone());
+        }
+        Ok(block)
     }
 }
 
@@ -405,6 +408,30 @@ pub(crate) mod tests {
                 assert_eq!(table.get(absent.as_bytes(), u64::MAX).unwrap(), None);
             }
         }
+    }
+
+    /// Keys longer than the 16-byte prefix the index searches on, sharing it across
+    /// many blocks: the search falls back to whole keys among equal prefixes.
+    #[test]
+    fn lookups_and_seeks_find_keys_that_share_the_index_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let key = |i: usize| format!("a-shared-prefix-{i:05}");
+        let mut entries: Vec<Entry> = (0..400).map(|i| put(&key(i), 7, "v")).collect();
+        entries.push(put("a-shared-prefi", 7, "shorter")); // a prefix of the others
+        entries.push(put("b", 7, "after"));
+        let props = write_table(&path, &entries, &[], small_blocks(Compression::None));
+        assert!(props.data_block_count > 20, "{props:?}");
+        let table = open(&path).unwrap();
+        for e in &entries {
+            assert_eq!(table.get(&e.key, 7).unwrap().as_ref(), Some(e), "{:?}", e.key);
+        }
+        for absent in ["a-shared-prefix-", "a-shared-prefix-00100x", "a-shared-prefix-9"] {
+            assert_eq!(table.get(absent.as_bytes(), 7).unwrap(), None, "{absent}");
+        }
+        let lower = Bytes::from(key(250));
+        let first = table.iter(Bound::Included(lower), Bound::Unbounded).next();
+        assert_eq!(first.unwrap().unwrap().key, key(250).as_bytes());
     }
 
     #[test]

@@ -1,20 +1,24 @@
-//! The block cache: decompressed, checksum-verified blocks kept in memory.
+//! The block cache: decompressed, checksum-verified, parsed blocks kept in memory.
 //!
-//! Keyed by `(table id, block offset)`; the value is the block's decompressed bytes.
-//! Bounded by bytes, not entries: each block weighs its length plus a fixed overhead.
+//! Keyed by `(table id, block offset)`; the value is the parsed [`Block`] (its bytes
+//! and checked restart array), so a hit costs neither a decompression nor a
+//! [`Block::decode`]. Bounded by bytes, not entries: each block weighs its length plus
+//! a fixed overhead.
 //! Sharded (`quick_cache::sync::Cache`), so concurrent readers rarely contend.
 //!
 //! # Invariants
-//! 1. Only blocks whose checksum was verified are inserted.
+//! 1. Only blocks whose checksum was verified and whose restart array
+//!    [`Block::decode`] accepted are inserted.
 //! 2. Table ids are never reused while a table with that id may still be read, so a
 //!    cached block always belongs to the table that asks for it.
 //! 3. A capacity of 0 disables caching: `get` misses and `insert` does nothing.
 //!
 //! Thread-safe: every method takes `&self`.
 
-use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+
+use super::block::Block;
 
 /// Bytes charged per block beyond its data (key, handle and bookkeeping).
 const ENTRY_OVERHEAD: u64 = 64;
@@ -27,15 +31,15 @@ type Key = (u64, u64);
 #[derive(Debug, Clone, Copy)]
 struct ByteWeighter;
 
-impl Weighter<Key, Bytes> for ByteWeighter {
-    fn weight(&self, _key: &Key, value: &Bytes) -> u64 {
-        value.len() as u64 + ENTRY_OVERHEAD
+impl Weighter<Key, Block> for ByteWeighter {
+    fn weight(&self, _key: &Key, value: &Block) -> u64 {
+        value.size() as u64 + ENTRY_OVERHEAD
     }
 }
 
 /// A byte-bounded cache of decompressed blocks, shared by all tables.
 pub struct BlockCache {
-    cache: Option<Cache<Key, Bytes, ByteWeighter>>,
+    cache: Option<Cache<Key, Block, ByteWeighter>>,
     capacity: usize,
 }
 
@@ -59,12 +63,12 @@ impl BlockCache {
     }
 
     /// The block at `offset` of table `table_id`, if cached.
-    pub fn get(&self, table_id: u64, offset: u64) -> Option<Bytes> {
+    pub fn get(&self, table_id: u64, offset: u64) -> Option<Block> {
         self.cache.as_ref()?.get(&(table_id, offset))
     }
 
-    /// Caches a verified, decompressed block.
-    pub fn insert(&self, table_id: u64, offset: u64, block: Bytes) {
+    /// Caches a verified, decompressed, parsed block.
+    pub fn insert(&self, table_id: u64, offset: u64, block: Block) {
         if let Some(cache) = &self.cache {
             cache.insert((table_id, offset), block);
         }
@@ -78,16 +82,26 @@ impl BlockCache {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::sstable::block::BlockBuilder;
+
+    /// A block of one entry with a value of `len` bytes.
+    fn block(len: usize) -> Block {
+        let mut b = BlockBuilder::new();
+        b.add(b"k", 1, crate::key::ValueKind::Put, &vec![7; len]);
+        Block::decode(Bytes::from(b.finish()), 0).unwrap()
+    }
 
     #[test]
     fn caches_and_evicts_by_bytes() {
         let cache = BlockCache::new(64 * 1024);
-        cache.insert(1, 0, Bytes::from(vec![7; 1000]));
-        assert_eq!(cache.get(1, 0).unwrap().len(), 1000);
+        cache.insert(1, 0, block(1000));
+        assert_eq!(cache.get(1, 0).unwrap().size(), block(1000).size());
         assert!(cache.get(2, 0).is_none());
         for i in 0..1000 {
-            cache.insert(3, i, Bytes::from(vec![0; 1000]));
+            cache.insert(3, i, block(1000));
         }
         assert!(cache.weight() <= 64 * 1024);
     }
@@ -95,7 +109,7 @@ mod tests {
     #[test]
     fn zero_capacity_disables_caching() {
         let cache = BlockCache::new(0);
-        cache.insert(1, 0, Bytes::from_static(b"x"));
+        cache.insert(1, 0, block(1));
         assert!(cache.get(1, 0).is_none());
         assert_eq!(cache.weight(), 0);
     }
