@@ -61,9 +61,6 @@ pub use commit::{NewTable, write_table};
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug, Clone)]
 struct IndexEntry {
-    /// `key_prefix(last_key)`: decides most index comparisons without a pointer chase
-    /// (profiled: index search was the top cost of a random get).
-    last_key_prefix: u128,
     last_key: Bytes,
     last_seqno: SeqNo,
     handle: BlockHandle,
@@ -78,6 +75,11 @@ pub struct Table {
     cache: Arc<BlockCache>,
     properties: Properties,
     index: Vec<IndexEntry>,
+    /// `key_prefix` of each index entry's last key, in a dense array of its own: the
+    /// index search runs on it and touches `index` only among equal prefixes, so a
+    /// lookup misses the CPU cache a few times, not once per step (profiled: the
+    /// search of the 80-byte entries was 16% of a random get).
+    index_prefixes: Vec<u128>,
     filter: BloomFilter,
     range_tombstones: Vec<RangeTombstone>,
 }
@@ -142,12 +144,7 @@ impl Table {
             {
                 return Err(corrupt(at, "index keys out of order".into()));
             }
-            index.push(IndexEntry {
-                last_key_prefix: key_prefix(&entry.key),
-                last_key: entry.key,
-                last_seqno: entry.seqno,
-                handle,
-            });
+            index.push(IndexEntry { last_key: entry.key, last_seqno: entry.seqno, handle });
         }
         if index.len() as u64 != properties.data_block_count {
             return Err(corrupt(footer.index.offset, "index and properties disagree".into()));
@@ -180,6 +177,7 @@ impl Table {
             file_size,
             cache,
             properties,
+            index_prefixes: index.iter().map(|e| key_prefix(&e.last_key)).collect(),
             index,
             filter,
             range_tombstones,
@@ -251,13 +249,16 @@ impl Table {
     /// The first data block whose last internal key is `>= (key, seqno)`
     /// (`index.len()` if none).
     fn seek_index(&self, key: &[u8], seqno: SeqNo) -> usize {
+        // Prefixes order blocks wherever they differ; only equal ones need the keys.
         let prefix = key_prefix(key);
-        self.index.partition_point(|e| {
-            e.last_key_prefix
-                .cmp(&prefix)
-                .then_with(|| compare_internal(&e.last_key, e.last_seqno, key, seqno))
-                .is_lt()
-        })
+        let below = self.index_prefixes.partition_point(|p| *p < prefix);
+        let rest = self.index_prefixes.get(below..).unwrap_or_default();
+        let equal = rest.partition_point(|p| *p == prefix);
+        let candidates = self.index.get(below..below + equal).unwrap_or_default();
+        below
+            + candidates.partition_point(|e| {
+                compare_internal(&e.last_key, e.last_seqno, key, seqno).is_lt()
+            })
     }
 
     /// Data block `i` of the index, from the cache or the file; a block read from the
