@@ -26,12 +26,15 @@
 //! The pristine databases are built once; every trial copies one into a fresh
 //! directory (on `/dev/shm` when there is one: opening fsyncs) with `std::fs`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::OnceLock;
 
 use aeternusdb::{Db, Error, Options, WalRecovery};
+use common::key;
 
 /// Bytes in a WAL segment header.
 const SEGMENT_HEADER_LEN: usize = 40;
@@ -61,10 +64,6 @@ fn options() -> Options {
         auto_compaction: false,
         ..Options::default()
     }
-}
-
-fn key(i: u32) -> Vec<u8> {
-    format!("key{i:05}").into_bytes()
 }
 
 fn value(i: u32, version: u32) -> Vec<u8> {
