@@ -51,7 +51,7 @@ use aeternusdb::manifest::{Manifest, ManifestState};
 use aeternusdb::{
     CompactionStrategyOptions, Db, LeveledOptions, Options, SizeTieredOptions, WriteBatch,
 };
-use common::Model;
+use common::{Model, contents, key};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -144,10 +144,6 @@ impl Mode {
             },
         }
     }
-}
-
-fn key(i: u32) -> Vec<u8> {
-    format!("k{i:05}").into_bytes()
 }
 
 /// One operation of a batch.
@@ -311,26 +307,6 @@ fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> 
         "the child ended by itself ({status}) instead of being killed; stderr:\n{stderr}"
     );
     ChildRun { acks, compactions, stderr }
-}
-
-/// The database's whole contents, by scans in both directions and by point lookups
-/// (which must all agree).
-fn contents(db: &Db, key_space: u32) -> Model {
-    let scanned = common::collect(db.iter().unwrap());
-    let mut backward = common::collect(db.iter().unwrap().rev());
-    backward.reverse();
-    assert!(scanned == backward, "forward and reverse scans disagree");
-    let mut model = Model::new();
-    for (k, v) in &scanned {
-        model.put(k, v);
-    }
-    assert_eq!(model.map.len(), scanned.len(), "the scan repeated a key");
-    for i in 0..key_space {
-        let k = key(i);
-        let got = db.get(&k).unwrap().map(|v| v.to_vec());
-        assert_eq!(got, model.get(&k), "get and scan disagree on {}", String::from_utf8_lossy(&k));
-    }
-    model
 }
 
 /// The files of a database directory, by kind.

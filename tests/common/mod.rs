@@ -9,7 +9,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 
 use aeternusdb::{
-    Bytes, CompactionStrategyOptions, LeveledOptions, Options, Result, SizeTieredOptions,
+    Bytes, CompactionStrategyOptions, Db, LeveledOptions, Options, Result, SizeTieredOptions,
 };
 
 /// Options that make every code path run on small data: a 4 KiB write buffer (the
@@ -129,6 +129,27 @@ pub fn collect(iter: impl Iterator<Item = Result<(Bytes, Bytes)>>) -> Vec<(Vec<u
         (k.to_vec(), v.to_vec())
     })
     .collect()
+}
+
+/// The whole contents of `db`, whose keys are [`key`]`(i)` for `i` in `0..key_space`:
+/// a forward scan, checked against a reverse scan and a point lookup of every key, so
+/// a test comparing the result with a [`Model`] checks all three read paths.
+pub fn contents(db: &Db, key_space: u32) -> Model {
+    let scanned = collect(db.iter().expect("iter"));
+    let mut backward = collect(db.iter().expect("iter").rev());
+    backward.reverse();
+    assert!(scanned == backward, "forward and reverse scans disagree");
+    let mut model = Model::new();
+    for (k, v) in &scanned {
+        model.put(k, v);
+    }
+    assert_eq!(model.map.len(), scanned.len(), "the scan repeated a key");
+    for i in 0..key_space {
+        let k = key(i);
+        let got = db.get(&k).expect("get").map(|v| v.to_vec());
+        assert_eq!(got, model.get(&k), "get and scan disagree on {}", String::from_utf8_lossy(&k));
+    }
+    model
 }
 
 /// What the database should hold: a plain ordered map with the engine's operations.
