@@ -91,13 +91,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn names_with(dir: &Path, suffix_or_prefix: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| suffix_or_prefix(n))
-        .collect();
-    names.sort();
-    names
+    common::file_names(dir).into_iter().filter(|n| suffix_or_prefix(n)).collect()
 }
 
 fn newest_wal(dir: &Path) -> String {

@@ -320,8 +320,7 @@ struct DirListing {
 
 fn list_dir(dir: &Path) -> DirListing {
     let mut listing = DirListing::default();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
+    for name in common::file_names(dir) {
         match classify_file_name(&name) {
             FileKind::Table(n) => drop(listing.tables.insert(n)),
             FileKind::Wal(n) => drop(listing.wals.insert(n)),
@@ -553,11 +552,8 @@ fn kill_during_creation_before_current() {
     let db = Db::open(dir.path(), Options::default()).unwrap();
     db.put("k", "v").unwrap();
     db.close().unwrap();
-    let wal_names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".wal"))
-        .collect();
+    let wal_names: Vec<String> =
+        common::file_names(dir.path()).into_iter().filter(|n| n.ends_with(".wal")).collect();
     std::fs::remove_file(dir.path().join("CURRENT")).unwrap();
     let err = Db::open(dir.path(), Options::default())
         .expect_err("CURRENT lost with data in the WAL must not open as a new database");

@@ -90,6 +90,18 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The files in `dir` (an OS directory) with their sizes: two equal listings mean no
+/// file was created, removed, grown or cut in between.
+pub fn file_sizes(dir: &Path) -> BTreeMap<String, u64> {
+    file_names(dir)
+        .into_iter()
+        .map(|name| {
+            let len = std::fs::metadata(dir.join(&name)).expect("metadata").len();
+            (name, len)
+        })
+        .collect()
+}
+
 /// The `i`th key of a test: `key000042`, in the same order as `i` (below a million).
 pub fn key(i: u32) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
