@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use aeternusdb::{Db, Error, Options, WalRecovery};
-use common::key;
+use common::{copy_files, key};
 
 /// Bytes in a WAL segment header.
 const SEGMENT_HEADER_LEN: usize = 40;
@@ -81,13 +81,6 @@ fn tempdir() -> tempfile::TempDir {
         None => tempfile::tempdir(),
     }
     .unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 fn names_with(dir: &Path, suffix_or_prefix: impl Fn(&str) -> bool) -> Vec<String> {
@@ -186,7 +179,7 @@ fn two_segments() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let base = flushed();
         let dir = tempdir();
-        copy_dir(base.dir.path(), dir.path());
+        copy_files(base.dir.path(), dir.path());
         let db = Db::open(dir.path(), options()).unwrap();
         let mut w =
             Writer { db: &db, state: base.full.clone(), keys: base.keys.iter().cloned().collect() };
@@ -268,7 +261,7 @@ fn allowed_states<'a>(fixture: &'a Fixture, name: &str, damage: Damage) -> Vec<&
 /// description of what was wrong, if anything.
 fn trial(fixture: &Fixture, name: &str, original: &[u8], damage: Damage) -> Option<String> {
     let copy = tempdir();
-    copy_dir(fixture.dir.path(), copy.path());
+    copy_files(fixture.dir.path(), copy.path());
     let damaged = copy.path().join(name);
     let bytes = match damage {
         Damage::Flip { offset, mask } => {
@@ -362,7 +355,7 @@ fn fixtures_read_back_exactly() {
     for fixture in [flushed(), two_segments()] {
         // Always a copy: opening writes a new manifest and WAL segment.
         let copy = tempdir();
-        copy_dir(fixture.dir.path(), copy.path());
+        copy_files(fixture.dir.path(), copy.path());
         let observed = observe(copy.path(), &fixture.keys).unwrap();
         assert!(observed.matches(&fixture.keys, &fixture.full));
         let shorter = &fixture.tail[fixture.tail.len() - 2].1;
@@ -433,7 +426,7 @@ fn missing_files_are_corruption_in_the_file_naming_them() {
         });
         for name in named {
             let copy = tempdir();
-            copy_dir(fixture.dir.path(), copy.path());
+            copy_files(fixture.dir.path(), copy.path());
             std::fs::remove_file(copy.path().join(&name)).unwrap();
             let referrer = if name == manifest { "CURRENT" } else { manifest.as_str() };
             match observe(copy.path(), &fixture.keys) {
@@ -503,7 +496,7 @@ fn zeroed_or_header_cut_newest_segment_is_corruption_unless_salvaging() {
     ];
     for (what, bytes) in damaged {
         let copy = tempdir();
-        copy_dir(fixture.dir.path(), copy.path());
+        copy_files(fixture.dir.path(), copy.path());
         let wal = copy.path().join(&fixture.newest_wal);
         std::fs::write(&wal, bytes).unwrap();
         match observe(copy.path(), &fixture.keys) {
@@ -534,7 +527,7 @@ fn unnamed_torn_segment_is_removed_not_replayed() {
     let fixture = flushed();
     for bytes in [&b""[..], &[0u8; 17][..], &[0u8; 4096][..]] {
         let copy = tempdir();
-        copy_dir(fixture.dir.path(), copy.path());
+        copy_files(fixture.dir.path(), copy.path());
         let unnamed = copy.path().join("999990.wal");
         std::fs::write(&unnamed, bytes).unwrap();
         let observed = observe(copy.path(), &fixture.keys).unwrap();

@@ -164,10 +164,7 @@ fn write_fixture() {
 /// Copies the fixture's files into a fresh directory (opening rewrites the directory).
 fn copy_of_fixture() -> tempfile::TempDir {
     let copy = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(fixture_dir()).expect("the fixture is checked in") {
-        let entry = entry.expect("dir entry");
-        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
-    }
+    common::copy_files(&fixture_dir(), copy.path());
     copy
 }
 

@@ -102,6 +102,14 @@ pub fn file_sizes(dir: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Copies every file of the directory `from` into the existing directory `to` (a
+/// database directory has no subdirectories).
+pub fn copy_files(from: &Path, to: &Path) {
+    for name in file_names(from) {
+        std::fs::copy(from.join(&name), to.join(&name)).expect("copy");
+    }
+}
+
 /// The `i`th key of a test: `key000042`, in the same order as `i` (below a million).
 pub fn key(i: u32) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
