@@ -791,7 +791,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_and_missing_paths() -> TestResult {
+    fn reads_past_the_end_fail_and_missing_paths_are_not_found() -> TestResult {
         let (fs, dir) = setup()?;
         let path = dir.join("t.sst");
         let mut file = fs.create(&path)?;
@@ -819,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn corruption_helpers() -> TestResult {
+    fn corrupt_byte_and_truncate_damage_durably_and_refuse_offsets_past_the_end() -> TestResult {
         let (fs, dir) = setup()?;
         let path = dir.join("t.sst");
         let mut file = fs.create(&path)?;
