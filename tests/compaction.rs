@@ -305,7 +305,7 @@ fn full_compaction_drops_tombstones() {
 /// between two tables whose first one ends with a range tombstone clipped at that key.
 /// (Regression: the lookup visited only the first table and reported the key missing.)
 #[test]
-fn lookup_at_tombstone_clipped_table_boundary() {
+fn a_key_at_a_boundary_clipped_by_a_tombstone_is_found_in_the_next_table() {
     for (name, compaction) in aggressive_strategies() {
         let dir = tempfile::tempdir().unwrap();
         let options =

@@ -364,13 +364,13 @@ fn fixtures_read_back_exactly() {
 }
 
 #[test]
-fn damaged_newest_wal_segment() {
+fn a_damaged_newest_wal_segment_is_corruption_or_loses_only_its_tail() {
     let fixture = flushed();
     check(damage_file(fixture, &fixture.newest_wal.clone(), 400));
 }
 
 #[test]
-fn damaged_older_and_newest_wal_segments() {
+fn damage_to_either_of_two_wal_segments_is_corruption_unless_in_the_newest_tail() {
     let fixture = two_segments();
     let mut failures = Vec::new();
     for name in names_with(fixture.dir.path(), |n| n.ends_with(".wal")) {
@@ -380,7 +380,7 @@ fn damaged_older_and_newest_wal_segments() {
 }
 
 #[test]
-fn damaged_sstables() {
+fn a_damaged_sstable_is_corruption_naming_it_or_reads_back_exactly() {
     let fixture = flushed();
     let tables = names_with(fixture.dir.path(), |n| n.ends_with(".sst"));
     let mut failures = Vec::new();
@@ -392,21 +392,21 @@ fn damaged_sstables() {
 }
 
 #[test]
-fn damaged_manifest_with_edits() {
+fn a_damaged_manifest_with_edits_is_corruption_naming_it_or_reads_back_exactly() {
     let fixture = flushed();
     let name = names_with(fixture.dir.path(), |n| n.starts_with("MANIFEST-")).remove(0);
     check(damage_file(fixture, &name, 300));
 }
 
 #[test]
-fn damaged_manifest_snapshot_only() {
+fn a_damaged_snapshot_only_manifest_is_corruption_naming_it_or_reads_back_exactly() {
     let fixture = two_segments();
     let name = names_with(fixture.dir.path(), |n| n.starts_with("MANIFEST-")).remove(0);
     check(damage_file(fixture, &name, 300));
 }
 
 #[test]
-fn damaged_current() {
+fn a_damaged_current_is_corruption_naming_it_or_reads_back_exactly() {
     let mut failures = Vec::new();
     for fixture in [flushed(), two_segments()] {
         failures.extend(damage_file(fixture, "CURRENT", usize::MAX));
@@ -447,7 +447,7 @@ fn missing_files_are_corruption_in_the_file_naming_them() {
 /// Every offset and every length of every file of both fixtures (minutes).
 #[test]
 #[ignore = "exhaustive: run with --ignored"]
-fn exhaustive_every_offset_of_every_file() {
+fn every_flip_and_cut_of_every_file_is_corruption_or_an_allowed_state() {
     let mut failures = Vec::new();
     for fixture in [flushed(), two_segments()] {
         for name in names_with(fixture.dir.path(), |n| n != "LOCK") {

@@ -29,10 +29,11 @@
 //! one manifest; no WAL segment outside the manifest's `[log_number, last_wal]`.
 //!
 //! Run: `cargo test --test crash` (20 cycles per workload, about 10 s).
-//! The long runs (`flush`: 500 cycles; 300 per compaction strategy):
-//! `cargo test --test crash -- --ignored --exact crash_cycles_long --nocapture`,
-//! `cargo test --test crash -- --ignored --exact crash_compaction_leveled_long --nocapture`,
-//! `cargo test --test crash -- --ignored --exact crash_compaction_tiered_long --nocapture`.
+//! The long runs (`flush`: 500 cycles; 300 per compaction strategy) are ignored; run one
+//! with `cargo test --test crash -- --ignored --exact --nocapture <name>`, where
+//! `<name>` is `kills_amid_writes_and_flushes_lose_no_acknowledged_batch_long`,
+//! `kills_amid_leveled_compactions_lose_no_acknowledged_batch_long` or
+//! `kills_amid_tiered_compactions_lose_no_acknowledged_batch_long`.
 //! Reproduce a failure with `AETERNUS_CRASH_SEED=<seed printed by the test>` (the
 //! kill timing is not reproducible, so a rare failure may need several runs).
 
@@ -498,35 +499,35 @@ fn crash_cycles(mode: Mode, cycles: usize) {
 }
 
 #[test]
-fn crash_cycles_short() {
+fn kills_amid_writes_and_flushes_lose_no_acknowledged_batch() {
     crash_cycles(Mode::Flush, 20);
 }
 
 #[test]
 #[ignore = "long: 500 crash cycles, about two minutes"]
-fn crash_cycles_long() {
+fn kills_amid_writes_and_flushes_lose_no_acknowledged_batch_long() {
     crash_cycles(Mode::Flush, 500);
 }
 
 #[test]
-fn crash_compaction_leveled() {
+fn kills_amid_leveled_compactions_lose_no_acknowledged_batch() {
     crash_cycles(Mode::Leveled, 20);
 }
 
 #[test]
-fn crash_compaction_tiered() {
+fn kills_amid_tiered_compactions_lose_no_acknowledged_batch() {
     crash_cycles(Mode::Tiered, 20);
 }
 
 #[test]
 #[ignore = "long: 300 crash cycles in compactions, leveled"]
-fn crash_compaction_leveled_long() {
+fn kills_amid_leveled_compactions_lose_no_acknowledged_batch_long() {
     crash_cycles(Mode::Leveled, 300);
 }
 
 #[test]
 #[ignore = "long: 300 crash cycles in compactions, size-tiered"]
-fn crash_compaction_tiered_long() {
+fn kills_amid_tiered_compactions_lose_no_acknowledged_batch_long() {
     crash_cycles(Mode::Tiered, 300);
 }
 
@@ -534,7 +535,7 @@ fn crash_compaction_tiered_long() {
 /// `CURRENT`) leaves a directory that holds no data: the next open starts over. With a
 /// record in the WAL, the same directory could hold data and stays corruption.
 #[test]
-fn kill_during_creation_before_current() {
+fn a_kill_before_the_first_current_starts_over_unless_the_wal_holds_data() {
     let _open = no_spawn_while_open();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();

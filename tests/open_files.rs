@@ -77,7 +77,7 @@ fn open(dir: &Path) -> Db {
 }
 
 #[test]
-fn thousands_of_tables_under_a_low_descriptor_limit() {
+fn thousands_of_tables_keep_working_under_a_low_descriptor_limit() {
     let hard = getrlimit(Resource::Nofile).maximum;
     setrlimit(Resource::Nofile, Rlimit { current: Some(DESCRIPTOR_LIMIT), maximum: hard }).unwrap();
     // The test is about descriptors, not durability: on tmpfs, where fsync is free, it

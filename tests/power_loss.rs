@@ -157,7 +157,7 @@ fn synced_writes_survive_power_loss() {
 /// fails, later writes fail, reads go on; after a crash or a power loss the torn
 /// record is dropped, and the database keeps working across further reopens.
 #[test]
-fn torn_write_at_the_tail() {
+fn a_torn_wal_append_fails_the_write_and_is_dropped_on_reopen() {
     for keep in [0, 1, 3, 7, 8, 12, 20, 40, 100, 10_000] {
         for power_loss in [false, true] {
             let what = format!("keep {keep}, power loss {power_loss}");
