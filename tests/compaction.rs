@@ -15,7 +15,8 @@ use aeternusdb::sstable::Table;
 use aeternusdb::sstable::properties::Properties;
 use aeternusdb::{CompactionStrategyOptions, Db, Error, Options, WriteBatch};
 use common::{
-    Model, aggressive_strategies, collect, key, leveled_for, noise, tiered_for, tiny_options_with,
+    Model, aggressive_strategies, collect, key, key16, leveled_for, noise, tiered_for,
+    tiny_options_with,
 };
 
 /// Memtable size of the larger tests: big enough that 50 MB of writes stay fast in
@@ -29,11 +30,6 @@ fn strategies() -> [(&'static str, CompactionStrategyOptions); 2] {
 
 fn options(compaction: CompactionStrategyOptions) -> Options {
     Options { write_buffer_size: BUFFER, sync_writes: false, compaction, ..Options::default() }
-}
-
-/// A 16-byte key.
-fn key16(i: u32) -> Vec<u8> {
-    format!("k{i:015}").into_bytes()
 }
 
 /// The properties of every `.sst` file in `dir` (an OS directory).

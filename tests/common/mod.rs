@@ -115,6 +115,12 @@ pub fn key(i: u32) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
 }
 
+/// The `i`th key, exactly 16 bytes (`k000000000000042`): not [`key`], for tests that
+/// count the bytes of their data (space amplification against the raw size).
+pub fn key16(i: u32) -> Vec<u8> {
+    format!("k{i:015}").into_bytes()
+}
+
 /// The `i`th key of the checked-in database `tests/fixtures/format-v1`: `key00042`.
 /// Not [`key`]: the fixture holds these bytes, so this format never changes, even when
 /// [`key`] does (a fixture of a new format version gets its own).
