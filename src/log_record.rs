@@ -342,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
+    fn records_read_back_in_order_at_their_offsets_and_the_log_ends_clean() {
         let data = encode(&PAYLOADS);
         let mut reader = LogReader::new(&data, 0);
         for (i, p) in PAYLOADS.iter().enumerate() {

@@ -271,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_tombstones() {
+    fn max_covering_is_the_newest_visible_tombstone_with_its_end_excluded() {
         let index = TombstoneIndex::new([t("b", "f", 5), t("d", "h", 9), t("a", "c", 2)]);
         assert_eq!(index.max_covering(b"a", 100), Some(2));
         assert_eq!(index.max_covering(b"b", 100), Some(5));

@@ -80,7 +80,7 @@ fn a_64_mib_value_round_trips_and_the_value_limit_is_invalid() {
 }
 
 #[test]
-fn delete_range_bounds() {
+fn delete_range_is_half_open_refuses_inverted_bounds_and_skips_empty_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), small()).unwrap();
     for k in ["a", "b", "c"] {
@@ -113,7 +113,7 @@ fn invalid_options_are_refused_before_touching_the_directory() {
 }
 
 #[test]
-fn create_if_missing_and_error_if_exists() {
+fn without_create_if_missing_open_needs_a_database_and_error_if_exists_refuses_one() {
     let dir = tempfile::tempdir().unwrap();
     let no_create = Options { create_if_missing: false, ..small() };
     assert!(is_invalid(Db::open(dir.path(), no_create.clone())));

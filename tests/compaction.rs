@@ -13,7 +13,8 @@ use aeternusdb::fs::{FaultFs, FaultKind, OsFs};
 use aeternusdb::internals::{BlockCache, Properties, Table};
 use aeternusdb::{CompactionStrategyOptions, Db, Error, Options, WriteBatch};
 use common::{
-    Model, aggressive_strategies, collect, key, leveled_for, noise, tiered_for, tiny_options_with,
+    Model, aggressive_strategies, collect, key, key16, leveled_for, noise, tiered_for,
+    tiny_options_with,
 };
 
 /// Memtable size of the larger tests: big enough that 50 MB of writes stay fast in
@@ -27,11 +28,6 @@ fn strategies() -> [(&'static str, CompactionStrategyOptions); 2] {
 
 fn options(compaction: CompactionStrategyOptions) -> Options {
     Options { write_buffer_size: BUFFER, sync_writes: false, compaction, ..Options::default() }
-}
-
-/// A 16-byte key.
-fn key16(i: u32) -> Vec<u8> {
-    format!("k{i:015}").into_bytes()
 }
 
 /// The properties of every `.sst` file in `dir` (an OS directory).
@@ -303,7 +299,7 @@ fn full_compaction_drops_tombstones() {
 /// between two tables whose first one ends with a range tombstone clipped at that key.
 /// (Regression: the lookup visited only the first table and reported the key missing.)
 #[test]
-fn lookup_at_tombstone_clipped_table_boundary() {
+fn a_key_at_a_boundary_clipped_by_a_tombstone_is_found_in_the_next_table() {
     for (name, compaction) in aggressive_strategies() {
         let dir = tempfile::tempdir().unwrap();
         let options =

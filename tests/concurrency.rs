@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use aeternusdb::{Db, Options, Snapshot, WriteBatch, WriteOptions};
 
-use common::{collect, tiny_options};
+use common::{collect, file_sizes, tiny_options};
 
 const WRITERS: usize = 3;
 const GROUP_KEYS: usize = 8;
@@ -263,17 +263,6 @@ fn flush_and_stalled_writers_never_miss_a_finished_flush() {
     db.close().unwrap();
 }
 
-/// The files in `dir` with their sizes.
-fn dir_listing(dir: &std::path::Path) -> BTreeMap<String, u64> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
-        })
-        .collect()
-}
-
 /// Regression: a commit leader slowed down before a memtable rotation sleeps with the
 /// writer lock released. `close()` could take the lock in that window, sync the WAL,
 /// stop the flush thread and release the directory lock; the leader then woke up,
@@ -301,10 +290,10 @@ fn close_during_a_write_slowdown_leaves_the_directory_alone() {
         };
         thread::sleep(Duration::from_micros(500 + 250 * (round % 8)));
         db.close().unwrap();
-        let after_close = dir_listing(dir.path());
+        let after_close = file_sizes(dir.path());
         writer.join().unwrap();
         assert_eq!(
-            dir_listing(dir.path()),
+            file_sizes(dir.path()),
             after_close,
             "round {round}: a writer changed the directory after close() returned"
         );

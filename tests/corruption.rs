@@ -26,12 +26,15 @@
 //! The pristine databases are built once; every trial copies one into a fresh
 //! directory (on `/dev/shm` when there is one: opening fsyncs) with `std::fs`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::OnceLock;
 
 use aeternusdb::{Db, Error, Options, WalRecovery};
+use common::{copy_files, key};
 
 /// Bytes in a WAL segment header.
 const SEGMENT_HEADER_LEN: usize = 40;
@@ -63,10 +66,6 @@ fn options() -> Options {
     }
 }
 
-fn key(i: u32) -> Vec<u8> {
-    format!("key{i:05}").into_bytes()
-}
-
 fn value(i: u32, version: u32) -> Vec<u8> {
     format!("value-{i}-v{version}-{}", "x".repeat((i % 13) as usize)).into_bytes()
 }
@@ -84,21 +83,8 @@ fn tempdir() -> tempfile::TempDir {
     .unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
 fn names_with(dir: &Path, suffix_or_prefix: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| suffix_or_prefix(n))
-        .collect();
-    names.sort();
-    names
+    common::file_names(dir).into_iter().filter(|n| suffix_or_prefix(n)).collect()
 }
 
 fn newest_wal(dir: &Path) -> String {
@@ -193,7 +179,7 @@ fn two_segments() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let base = flushed();
         let dir = tempdir();
-        copy_dir(base.dir.path(), dir.path());
+        copy_files(base.dir.path(), dir.path());
         let db = Db::open(dir.path(), options()).unwrap();
         let mut w =
             Writer { db: &db, state: base.full.clone(), keys: base.keys.iter().cloned().collect() };
@@ -275,7 +261,7 @@ fn allowed_states<'a>(fixture: &'a Fixture, name: &str, damage: Damage) -> Vec<&
 /// description of what was wrong, if anything.
 fn trial(fixture: &Fixture, name: &str, original: &[u8], damage: Damage) -> Option<String> {
     let copy = tempdir();
-    copy_dir(fixture.dir.path(), copy.path());
+    copy_files(fixture.dir.path(), copy.path());
     let damaged = copy.path().join(name);
     let bytes = match damage {
         Damage::Flip { offset, mask } => {
@@ -369,7 +355,7 @@ fn fixtures_read_back_exactly() {
     for fixture in [flushed(), two_segments()] {
         // Always a copy: opening writes a new manifest and WAL segment.
         let copy = tempdir();
-        copy_dir(fixture.dir.path(), copy.path());
+        copy_files(fixture.dir.path(), copy.path());
         let observed = observe(copy.path(), &fixture.keys).unwrap();
         assert!(observed.matches(&fixture.keys, &fixture.full));
         let shorter = &fixture.tail[fixture.tail.len() - 2].1;
@@ -378,13 +364,13 @@ fn fixtures_read_back_exactly() {
 }
 
 #[test]
-fn damaged_newest_wal_segment() {
+fn a_damaged_newest_wal_segment_is_corruption_or_loses_only_its_tail() {
     let fixture = flushed();
     check(damage_file(fixture, &fixture.newest_wal.clone(), 400));
 }
 
 #[test]
-fn damaged_older_and_newest_wal_segments() {
+fn damage_to_either_of_two_wal_segments_is_corruption_unless_in_the_newest_tail() {
     let fixture = two_segments();
     let mut failures = Vec::new();
     for name in names_with(fixture.dir.path(), |n| n.ends_with(".wal")) {
@@ -394,7 +380,7 @@ fn damaged_older_and_newest_wal_segments() {
 }
 
 #[test]
-fn damaged_sstables() {
+fn a_damaged_sstable_is_corruption_naming_it_or_reads_back_exactly() {
     let fixture = flushed();
     let tables = names_with(fixture.dir.path(), |n| n.ends_with(".sst"));
     let mut failures = Vec::new();
@@ -406,21 +392,21 @@ fn damaged_sstables() {
 }
 
 #[test]
-fn damaged_manifest_with_edits() {
+fn a_damaged_manifest_with_edits_is_corruption_naming_it_or_reads_back_exactly() {
     let fixture = flushed();
     let name = names_with(fixture.dir.path(), |n| n.starts_with("MANIFEST-")).remove(0);
     check(damage_file(fixture, &name, 300));
 }
 
 #[test]
-fn damaged_manifest_snapshot_only() {
+fn a_damaged_snapshot_only_manifest_is_corruption_naming_it_or_reads_back_exactly() {
     let fixture = two_segments();
     let name = names_with(fixture.dir.path(), |n| n.starts_with("MANIFEST-")).remove(0);
     check(damage_file(fixture, &name, 300));
 }
 
 #[test]
-fn damaged_current() {
+fn a_damaged_current_is_corruption_naming_it_or_reads_back_exactly() {
     let mut failures = Vec::new();
     for fixture in [flushed(), two_segments()] {
         failures.extend(damage_file(fixture, "CURRENT", usize::MAX));
@@ -440,7 +426,7 @@ fn missing_files_are_corruption_in_the_file_naming_them() {
         });
         for name in named {
             let copy = tempdir();
-            copy_dir(fixture.dir.path(), copy.path());
+            copy_files(fixture.dir.path(), copy.path());
             std::fs::remove_file(copy.path().join(&name)).unwrap();
             let referrer = if name == manifest { "CURRENT" } else { manifest.as_str() };
             match observe(copy.path(), &fixture.keys) {
@@ -461,7 +447,7 @@ fn missing_files_are_corruption_in_the_file_naming_them() {
 /// Every offset and every length of every file of both fixtures (minutes).
 #[test]
 #[ignore = "exhaustive: run with --ignored"]
-fn exhaustive_every_offset_of_every_file() {
+fn every_flip_and_cut_of_every_file_is_corruption_or_an_allowed_state() {
     let mut failures = Vec::new();
     for fixture in [flushed(), two_segments()] {
         for name in names_with(fixture.dir.path(), |n| n != "LOCK") {
@@ -510,7 +496,7 @@ fn zeroed_or_header_cut_newest_segment_is_corruption_unless_salvaging() {
     ];
     for (what, bytes) in damaged {
         let copy = tempdir();
-        copy_dir(fixture.dir.path(), copy.path());
+        copy_files(fixture.dir.path(), copy.path());
         let wal = copy.path().join(&fixture.newest_wal);
         std::fs::write(&wal, bytes).unwrap();
         match observe(copy.path(), &fixture.keys) {
@@ -541,7 +527,7 @@ fn unnamed_torn_segment_is_removed_not_replayed() {
     let fixture = flushed();
     for bytes in [&b""[..], &[0u8; 17][..], &[0u8; 4096][..]] {
         let copy = tempdir();
-        copy_dir(fixture.dir.path(), copy.path());
+        copy_files(fixture.dir.path(), copy.path());
         let unnamed = copy.path().join("999990.wal");
         std::fs::write(&unnamed, bytes).unwrap();
         let observed = observe(copy.path(), &fixture.keys).unwrap();

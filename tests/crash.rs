@@ -29,10 +29,11 @@
 //! one manifest; no WAL segment outside the manifest's `[log_number, last_wal]`.
 //!
 //! Run: `cargo test --test crash` (20 cycles per workload, about 10 s).
-//! The long runs (`flush`: 500 cycles; 300 per compaction strategy):
-//! `cargo test --test crash -- --ignored --exact crash_cycles_long --nocapture`,
-//! `cargo test --test crash -- --ignored --exact crash_compaction_leveled_long --nocapture`,
-//! `cargo test --test crash -- --ignored --exact crash_compaction_tiered_long --nocapture`.
+//! The long runs (`flush`: 500 cycles; 300 per compaction strategy) are ignored; run one
+//! with `cargo test --test crash -- --ignored --exact --nocapture <name>`, where
+//! `<name>` is `kills_amid_writes_and_flushes_lose_no_acknowledged_batch_long`,
+//! `kills_amid_leveled_compactions_lose_no_acknowledged_batch_long` or
+//! `kills_amid_tiered_compactions_lose_no_acknowledged_batch_long`.
 //! Reproduce a failure with `AETERNUS_CRASH_SEED=<seed printed by the test>` (the
 //! kill timing is not reproducible, so a rare failure may need several runs).
 
@@ -50,7 +51,7 @@ use aeternusdb::internals::{FileKind, Manifest, ManifestState, classify as class
 use aeternusdb::{
     CompactionStrategyOptions, Db, LeveledOptions, Options, SizeTieredOptions, WriteBatch,
 };
-use common::Model;
+use common::{Model, contents, key};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -143,10 +144,6 @@ impl Mode {
             },
         }
     }
-}
-
-fn key(i: u32) -> Vec<u8> {
-    format!("k{i:05}").into_bytes()
 }
 
 /// One operation of a batch.
@@ -312,26 +309,6 @@ fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> 
     ChildRun { acks, compactions, stderr }
 }
 
-/// The database's whole contents, by scans in both directions and by point lookups
-/// (which must all agree).
-fn contents(db: &Db, key_space: u32) -> Model {
-    let scanned = common::collect(db.iter().unwrap());
-    let mut backward = common::collect(db.iter().unwrap().rev());
-    backward.reverse();
-    assert!(scanned == backward, "forward and reverse scans disagree");
-    let mut model = Model::new();
-    for (k, v) in &scanned {
-        model.put(k, v);
-    }
-    assert_eq!(model.map.len(), scanned.len(), "the scan repeated a key");
-    for i in 0..key_space {
-        let k = key(i);
-        let got = db.get(&k).unwrap().map(|v| v.to_vec());
-        assert_eq!(got, model.get(&k), "get and scan disagree on {}", String::from_utf8_lossy(&k));
-    }
-    model
-}
-
 /// The files of a database directory, by kind.
 #[derive(Debug, Default)]
 struct DirListing {
@@ -343,8 +320,7 @@ struct DirListing {
 
 fn list_dir(dir: &Path) -> DirListing {
     let mut listing = DirListing::default();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
+    for name in common::file_names(dir) {
         match classify_file_name(&name) {
             FileKind::Table(n) => drop(listing.tables.insert(n)),
             FileKind::Wal(n) => drop(listing.wals.insert(n)),
@@ -522,35 +498,35 @@ fn crash_cycles(mode: Mode, cycles: usize) {
 }
 
 #[test]
-fn crash_cycles_short() {
+fn kills_amid_writes_and_flushes_lose_no_acknowledged_batch() {
     crash_cycles(Mode::Flush, 20);
 }
 
 #[test]
 #[ignore = "long: 500 crash cycles, about two minutes"]
-fn crash_cycles_long() {
+fn kills_amid_writes_and_flushes_lose_no_acknowledged_batch_long() {
     crash_cycles(Mode::Flush, 500);
 }
 
 #[test]
-fn crash_compaction_leveled() {
+fn kills_amid_leveled_compactions_lose_no_acknowledged_batch() {
     crash_cycles(Mode::Leveled, 20);
 }
 
 #[test]
-fn crash_compaction_tiered() {
+fn kills_amid_tiered_compactions_lose_no_acknowledged_batch() {
     crash_cycles(Mode::Tiered, 20);
 }
 
 #[test]
 #[ignore = "long: 300 crash cycles in compactions, leveled"]
-fn crash_compaction_leveled_long() {
+fn kills_amid_leveled_compactions_lose_no_acknowledged_batch_long() {
     crash_cycles(Mode::Leveled, 300);
 }
 
 #[test]
 #[ignore = "long: 300 crash cycles in compactions, size-tiered"]
-fn crash_compaction_tiered_long() {
+fn kills_amid_tiered_compactions_lose_no_acknowledged_batch_long() {
     crash_cycles(Mode::Tiered, 300);
 }
 
@@ -558,7 +534,7 @@ fn crash_compaction_tiered_long() {
 /// `CURRENT`) leaves a directory that holds no data: the next open starts over. With a
 /// record in the WAL, the same directory could hold data and stays corruption.
 #[test]
-fn kill_during_creation_before_current() {
+fn a_kill_before_the_first_current_starts_over_unless_the_wal_holds_data() {
     let _open = no_spawn_while_open();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
@@ -576,11 +552,8 @@ fn kill_during_creation_before_current() {
     let db = Db::open(dir.path(), Options::default()).unwrap();
     db.put("k", "v").unwrap();
     db.close().unwrap();
-    let wal_names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".wal"))
-        .collect();
+    let wal_names: Vec<String> =
+        common::file_names(dir.path()).into_iter().filter(|n| n.ends_with(".wal")).collect();
     std::fs::remove_file(dir.path().join("CURRENT")).unwrap();
     let err = Db::open(dir.path(), Options::default())
         .expect_err("CURRENT lost with data in the WAL must not open as a new database");

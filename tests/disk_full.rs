@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
+use common::key;
 
 const FILLER_LEN: usize = 4 << 20;
 
@@ -51,10 +52,6 @@ impl Drop for Tmpfs {
             let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
         }
     }
-}
-
-fn key(i: u32) -> Vec<u8> {
-    format!("key{i:08}").into_bytes()
 }
 
 fn value(i: u32) -> Vec<u8> {

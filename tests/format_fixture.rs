@@ -26,20 +26,15 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use aeternusdb::{Db, Options, WriteBatch};
-use common::{Model, collect};
+use common::{Model, collect, format_v1_key as key};
 
 /// The checked-in directory.
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1")
 }
 
-/// The `i`th key. Defined here, not taken from the shared helpers, so the pinned
-/// contents never follow a change made there.
-fn key(i: u32) -> Vec<u8> {
-    format!("key{i:05}").into_bytes()
-}
-
-/// The value of key `i` in version `version`.
+/// The value of key `i` in version `version`, as the fixture holds it: like
+/// [`common::format_v1_key`], this never changes.
 fn value(i: u32, version: u32) -> Vec<u8> {
     format!("value-{i}-v{version}").into_bytes()
 }
@@ -169,10 +164,7 @@ fn write_fixture() {
 /// Copies the fixture's files into a fresh directory (opening rewrites the directory).
 fn copy_of_fixture() -> tempfile::TempDir {
     let copy = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(fixture_dir()).expect("the fixture is checked in") {
-        let entry = entry.expect("dir entry");
-        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
-    }
+    common::copy_files(&fixture_dir(), copy.path());
     copy
 }
 

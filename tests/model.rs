@@ -478,7 +478,7 @@ fn key_space_is_forty_sorted_distinct_keys() {
 /// `[log_number, last_wal]` has gaps; open required every number in it to be a WAL
 /// segment and failed with "WAL segment named by the manifest is missing".
 #[test]
-fn reopen_twice_with_unflushed_writes() {
+fn unflushed_writes_survive_reopens_despite_gaps_in_wal_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), model_options(leveled_aggressive())).unwrap();
     db.put("a", "1").unwrap();

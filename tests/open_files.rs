@@ -10,27 +10,26 @@
 //! The limit applies to the whole process and cargo runs the tests of one file as
 //! threads of one process, so this file holds a single test.
 
+mod common;
+
 use std::ops::Range;
 use std::path::Path;
 
 use aeternusdb::{CompactionStrategyOptions, Db, LeveledOptions, Options};
+use common::key;
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 /// The soft descriptor limit the test runs under.
 const DESCRIPTOR_LIMIT: u64 = 256;
 /// Tables flushed before the first compaction: past the limit, where the next WAL
 /// segment could not be created.
-const FLUSHED_TABLES: u64 = 300;
+const FLUSHED_TABLES: u32 = 300;
 /// Keys per flush (sequential, so flushed tables do not overlap).
-const KEYS_PER_FLUSH: u64 = 7;
+const KEYS_PER_FLUSH: u32 = 7;
 /// Every key; compaction writes one table per key (see [`options`]).
-const KEYS: u64 = FLUSHED_TABLES * KEYS_PER_FLUSH;
+const KEYS: u32 = FLUSHED_TABLES * KEYS_PER_FLUSH;
 
-fn key(i: u64) -> String {
-    format!("key{i:08}")
-}
-
-fn value(i: u64, round: u64) -> String {
+fn value(i: u32, round: u32) -> String {
     format!("value-{i}-round-{round}")
 }
 
@@ -50,7 +49,7 @@ fn options() -> Options {
 }
 
 /// Writes the keys in `keys` with `round`'s values, flushing every `KEYS_PER_FLUSH`.
-fn write(db: &Db, keys: Range<u64>, round: u64) {
+fn write(db: &Db, keys: Range<u32>, round: u32) {
     for i in keys {
         db.put(key(i), value(i, round)).unwrap_or_else(|e| panic!("put {i}: {e}"));
         if (i + 1) % KEYS_PER_FLUSH == 0 {
@@ -61,7 +60,7 @@ fn write(db: &Db, keys: Range<u64>, round: u64) {
 
 /// Checks that key `i` holds the value of the last round that wrote it: round `r`
 /// rewrote the keys below `KEYS >> r` (round 0 wrote them all).
-fn check(db: &Db, rounds: u64) {
+fn check(db: &Db, rounds: u32) {
     for i in 0..KEYS {
         let round = (0..rounds).rev().find(|r| i < KEYS >> r).unwrap_or(0);
         let got = db.get(key(i)).unwrap_or_else(|e| panic!("get {i}: {e}"));
@@ -78,7 +77,7 @@ fn open(dir: &Path) -> Db {
 }
 
 #[test]
-fn thousands_of_tables_under_a_low_descriptor_limit() {
+fn thousands_of_tables_keep_working_under_a_low_descriptor_limit() {
     let hard = getrlimit(Resource::Nofile).maximum;
     setrlimit(Resource::Nofile, Rlimit { current: Some(DESCRIPTOR_LIMIT), maximum: hard }).unwrap();
     // The test is about descriptors, not durability: on tmpfs, where fsync is free, it

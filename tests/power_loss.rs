@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use aeternusdb::fs::{FaultFs, FaultKind, FileSystem};
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
-use common::Model;
+use common::{Model, contents};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -87,7 +87,7 @@ impl History {
     /// The `k >= at_least` such that the database holds the state after the first `k`
     /// writes; panics (naming `what`) if there is none.
     fn matching_prefix(&self, db: &Db, at_least: usize, what: &str) -> usize {
-        let found = contents(db);
+        let found = contents(db, KEY_SPACE);
         (at_least..=self.writes.len()).find(|&k| self.model(k) == found).unwrap_or_else(|| {
             let closest = (0..=self.writes.len()).rev().find(|&k| self.model(k) == found);
             panic!(
@@ -98,20 +98,6 @@ impl History {
             )
         })
     }
-}
-
-/// The database's contents, by scan; point lookups must agree with it.
-fn contents(db: &Db) -> Model {
-    let mut model = Model::new();
-    for (k, v) in common::collect(db.iter().expect("iter")) {
-        model.put(&k, &v);
-    }
-    for i in 0..KEY_SPACE {
-        let k = common::key(i);
-        let got = db.get(&k).expect("get").map(|v| v.to_vec());
-        assert_eq!(got, model.get(&k), "get and scan disagree on key {i}");
-    }
-    model
 }
 
 fn sync_if(sync: bool) -> WriteOptions {
@@ -171,7 +157,7 @@ fn synced_writes_survive_power_loss() {
 /// fails, later writes fail, reads go on; after a crash or a power loss the torn
 /// record is dropped, and the database keeps working across further reopens.
 #[test]
-fn torn_write_at_the_tail() {
+fn a_torn_wal_append_fails_the_write_and_is_dropped_on_reopen() {
     for keep in [0, 1, 3, 7, 8, 12, 20, 40, 100, 10_000] {
         for power_loss in [false, true] {
             let what = format!("keep {keep}, power loss {power_loss}");
@@ -192,7 +178,11 @@ fn torn_write_at_the_tail() {
             history.writes.pop();
             assert!(matches!(err, Error::Background(_)), "{what}: {err}");
             // Reads keep working and see exactly the acknowledged writes.
-            assert_eq!(contents(&db), history.model(acked), "{what}: reads after the failure");
+            assert_eq!(
+                contents(&db, KEY_SPACE),
+                history.model(acked),
+                "{what}: reads after the failure"
+            );
 
             if power_loss {
                 fs.power_loss();
@@ -305,7 +295,11 @@ fn injected_failures_lose_nothing_synced() {
                 .put("after", "failure")
                 .expect_err(&format!("{what}: a write after an I/O failure ({error})"));
             assert!(matches!(err, Error::Background(_)), "{what}: {err}");
-            assert_eq!(contents(&db), history.model(acked), "{what}: reads after the failure");
+            assert_eq!(
+                contents(&db, KEY_SPACE),
+                history.model(acked),
+                "{what}: reads after the failure"
+            );
 
             fs.power_loss();
             drop(db);

@@ -1,7 +1,7 @@
 use aeternusdb::{Db, Options};
 
 #[test]
-fn write_flush_reopen_read() {
+fn puts_deletes_and_range_deletes_read_back_after_flush_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let options = Options { write_buffer_size: 64 << 10, ..Options::default() };
     let db = Db::open(dir.path(), options.clone()).unwrap();

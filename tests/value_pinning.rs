@@ -4,17 +4,16 @@
 //! overwritten, flushed and compacted pins nothing else. A large value is still
 //! handed out without a copy.
 
+mod common;
+
 use aeternusdb::{Db, Options};
 use bytes::Bytes;
+use common::key;
 
-const KEYS: usize = 10_000;
-
-fn key(i: usize) -> String {
-    format!("key{i:06}")
-}
+const KEYS: u32 = 10_000;
 
 /// About 100 bytes, different in each round.
-fn value(i: usize, round: u32) -> Vec<u8> {
+fn value(i: u32, round: u32) -> Vec<u8> {
     format!("value-{round}-{i:06}-").repeat(6).into_bytes()
 }
 
@@ -56,7 +55,7 @@ fn held_small_values_pin_no_chunk_or_block() {
     db.compact().unwrap();
     let after_compaction = get_all(&db, 1);
     db.close().unwrap();
-    for (i, held) in from_memtable.into_iter().enumerate() {
+    for (i, held) in (0..).zip(from_memtable) {
         assert_eq!(held, value(i, 0));
         assert_own_allocation(held, &format!("memtable value {i}"));
     }

@@ -35,7 +35,7 @@ fn db_dir(tmp: &tempfile::TempDir) -> PathBuf {
 }
 
 #[test]
-fn put_get_delete_and_scan_outputs() {
+fn put_get_delete_and_scan_print_escaped_keys_and_values() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = &db_dir(&tmp);
     ok(dir, &["put", "a", "1"]);
@@ -148,7 +148,7 @@ fn a_malformed_line_stops_the_load_and_keeps_earlier_records() {
 }
 
 #[test]
-fn stats_compact_and_flush() {
+fn stats_show_levels_and_label_the_counters_per_process() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = &db_dir(&tmp);
     ok(dir, &["put", "a", "1"]);

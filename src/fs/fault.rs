@@ -32,7 +32,9 @@
 //!
 //! # Faults
 //! [`FaultFs::fail_after`] makes the n-th next operation of a [`FaultKind`] fail with
-//! an [`io::ErrorKind::Other`] error ("injected fault") and no effect.
+//! an [`io::ErrorKind::Other`] error ("injected fault") and no effect;
+//! [`FaultFs::fail_after_with`] chooses the error's kind (`StorageFull`: a rename or
+//! a create can find the disk full too).
 //! [`FaultFs::tear_next_write`] makes the next append keep only a prefix of its bytes
 //! and then fail. [`FaultFs::count`] reports how many operations of each kind were
 //! attempted (failed ones included), so a test can run a workload once, read the count
@@ -132,8 +134,9 @@ struct State {
     epoch: u64,
     /// Operations attempted, by kind.
     counts: [usize; KIND_COUNT],
-    /// For each kind, how many more operations succeed before one fails.
-    pending_faults: [Option<usize>; KIND_COUNT],
+    /// For each kind, how many more operations succeed before one fails, and the
+    /// kind of error it fails with.
+    pending_faults: [Option<(usize, io::ErrorKind)>; KIND_COUNT],
     /// Bytes the next append keeps before failing.
     tear_next_write: Option<usize>,
     /// The disk's size: appends beyond it write what fits and fail with
@@ -158,12 +161,12 @@ impl State {
         let i = kind.index();
         self.counts[i] += 1;
         match self.pending_faults[i] {
-            Some(0) => {
+            Some((0, error)) => {
                 self.pending_faults[i] = None;
-                Err(injected_fault())
+                Err(injected_fault(error))
             }
-            Some(n) => {
-                self.pending_faults[i] = Some(n - 1);
+            Some((n, error)) => {
+                self.pending_faults[i] = Some((n - 1, error));
                 Ok(())
             }
             None => Ok(()),
@@ -183,8 +186,8 @@ impl State {
     }
 }
 
-fn injected_fault() -> io::Error {
-    io::Error::other("injected fault")
+fn injected_fault(error: io::ErrorKind) -> io::Error {
+    io::Error::new(error, "injected fault")
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -232,7 +235,12 @@ impl FaultFs {
     /// Makes the `n`-th next operation of `kind` fail (`0` = the next one), once.
     /// Replaces an earlier pending fault of the same kind.
     pub fn fail_after(&self, kind: FaultKind, n: usize) {
-        self.state.lock().pending_faults[kind.index()] = Some(n);
+        self.fail_after_with(kind, n, io::ErrorKind::Other);
+    }
+
+    /// [`FaultFs::fail_after`], failing with an error of kind `error`.
+    pub fn fail_after_with(&self, kind: FaultKind, n: usize, error: io::ErrorKind) {
+        self.state.lock().pending_faults[kind.index()] = Some((n, error));
     }
 
     /// Makes the next append write only its first `keep` bytes (or all of them if
@@ -701,6 +709,19 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_fails_with_the_chosen_error_kind() -> TestResult {
+        let (fs, dir) = setup()?;
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        fs.create(&a)?;
+        fs.fail_after_with(FaultKind::Rename, 0, io::ErrorKind::StorageFull);
+        let err = fs.rename(&a, &b).err().ok_or("the rename did not fail")?;
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(fs.exists(&a) && !fs.exists(&b), "the failed rename had an effect");
+        fs.rename(&a, &b)?;
+        Ok(())
+    }
+
+    #[test]
     fn failed_operations_have_no_effect() -> TestResult {
         let (fs, dir) = setup()?;
         let a = dir.join("a");
@@ -770,7 +791,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_and_missing_paths() -> TestResult {
+    fn reads_past_the_end_fail_and_missing_paths_are_not_found() -> TestResult {
         let (fs, dir) = setup()?;
         let path = dir.join("t.sst");
         let mut file = fs.create(&path)?;
@@ -798,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn corruption_helpers() -> TestResult {
+    fn corrupt_byte_and_truncate_damage_durably_and_refuse_offsets_past_the_end() -> TestResult {
         let (fs, dir) = setup()?;
         let path = dir.join("t.sst");
         let mut file = fs.create(&path)?;

@@ -356,7 +356,7 @@ fn check_header(data: &[u8]) -> Result<(), Corruption> {
 mod tests {
     use super::edit::tests::table;
     use super::*;
-    use crate::fs::OsFs;
+    use crate::fs::{FaultFs, FaultKind, OsFs};
 
     fn fs() -> Arc<dyn FileSystem> {
         Arc::new(OsFs)
@@ -529,67 +529,25 @@ mod tests {
         assert_eq!(loaded.tables.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
     }
 
-    /// [`OsFs`] whose renames fail once `fail` is set.
-    #[derive(Debug, Default)]
-    struct FailingRename {
-        fail: std::sync::atomic::AtomicBool,
-        /// Fail with `StorageFull` (`ENOSPC`, which `rename` can return) instead.
-        no_space: std::sync::atomic::AtomicBool,
-    }
-
-    impl FileSystem for FailingRename {
-        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-            OsFs.create_dir_all(dir)
-        }
-        fn create(&self, path: &Path) -> std::io::Result<Box<dyn crate::fs::WritableFile>> {
-            OsFs.create(path)
-        }
-        fn open(&self, path: &Path) -> std::io::Result<Arc<dyn crate::fs::RandomAccessFile>> {
-            OsFs.open(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                if self.no_space.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
-                }
-                return Err(std::io::Error::other("injected rename failure"));
-            }
-            OsFs.rename(from, to)
-        }
-        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-            OsFs.remove_file(path)
-        }
-        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-            OsFs.list_dir(dir)
-        }
-        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-            OsFs.sync_dir(dir)
-        }
-        fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
-            OsFs.set_len(path, len)
-        }
-        fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn crate::fs::FileLock>>> {
-            OsFs.try_lock(path)
-        }
-    }
-
     #[test]
     fn failed_rollover_stops_the_manifest_and_keeps_the_old_one_current() {
         // Regression (no space): a rename of `CURRENT` refused for lack of space was
         // taken for an edit that never happened, though the edit was durable and
         // `CURRENT` may already have named the new file.
-        for no_space in [false, true] {
-            rollover_failing_in_rename(no_space);
+        for error in [std::io::ErrorKind::Other, std::io::ErrorKind::StorageFull] {
+            rollover_failing_in_rename(error);
         }
     }
 
-    fn rollover_failing_in_rename(no_space: bool) {
-        let dir = tempfile::tempdir().unwrap();
-        let failing = Arc::new(FailingRename::default());
-        failing.no_space.store(no_space, std::sync::atomic::Ordering::SeqCst);
+    /// Fails the rename of a rollover (the one that switches `CURRENT`) with `error`.
+    fn rollover_failing_in_rename(error: std::io::ErrorKind) {
+        let fs = FaultFs::new();
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
         let state = ManifestState::new(uuid::Uuid::new_v4());
-        let mut m = Manifest::create(failing.clone(), dir.path(), 1, state, 4096).unwrap();
-        failing.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut m = Manifest::create(Arc::new(fs.clone()), dir, 1, state, 4096).unwrap();
+        // The next rename is the rollover's switch of `CURRENT`; only it fails.
+        fs.fail_after_with(FaultKind::Rename, 0, error);
         let mut i = 10;
         let err = loop {
             let edit = VersionEdit { added: vec![table(i, 0)], ..Default::default() };
@@ -597,14 +555,15 @@ mod tests {
                 break e;
             }
             i += 1;
+            assert!(i < 1000, "{error:?}: no rollover ever failed");
         };
         assert!(matches!(err, Error::Io(_)), "{err:?}");
-        assert!(!m.is_usable(), "no_space {no_space}: the manifest goes on after a failed rename");
+        assert!(!m.is_usable(), "{error:?}: the manifest goes on after a failed rename");
         // Every edit was made durable in the old manifest before the rollover failed.
-        let loaded = Manifest::load(&OsFs, dir.path()).unwrap();
+        let loaded = Manifest::load(&fs, dir).unwrap();
         assert_eq!(loaded.tables.len() as u64, i - 10 + 1);
-        // Later edits are refused, even once the filesystem recovers.
-        failing.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Later edits are refused, though the filesystem has recovered (the fault
+        // fired once).
         let edit = VersionEdit { last_seqno: Some(1), ..Default::default() };
         assert!(m.apply(edit, || 10_001).is_err());
     }

@@ -352,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
+    fn every_entry_reads_back_in_order_around_restart_points() {
         for n in [0, 1, 5, 16, 17, 100] {
             let want = entries(n);
             let block = build(&want);

@@ -137,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
+    fn a_footer_decodes_to_itself_and_refuses_a_block_past_its_offset() {
         let buf = sample().encode();
         assert_eq!(buf.len(), FOOTER_SIZE);
         assert_eq!(Footer::decode(&buf, 120).unwrap(), sample());

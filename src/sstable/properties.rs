@@ -127,7 +127,7 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn round_trip() {
+    fn properties_decode_to_themselves_and_refuse_trailing_bytes() {
         let p = Properties {
             entry_count: 1000,
             point_delete_count: 10,

@@ -9,7 +9,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 
 use aeternusdb::{
-    Bytes, CompactionStrategyOptions, LeveledOptions, Options, Result, SizeTieredOptions,
+    Bytes, CompactionStrategyOptions, Db, LeveledOptions, Options, Result, SizeTieredOptions,
 };
 
 /// Options that make every code path run on small data: a 4 KiB write buffer (the
@@ -90,9 +90,42 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The `i`th key of a test: `key000042`, in the same order as `i`.
+/// The files in `dir` (an OS directory) with their sizes: two equal listings mean no
+/// file was created, removed, grown or cut in between.
+pub fn file_sizes(dir: &Path) -> BTreeMap<String, u64> {
+    file_names(dir)
+        .into_iter()
+        .map(|name| {
+            let len = std::fs::metadata(dir.join(&name)).expect("metadata").len();
+            (name, len)
+        })
+        .collect()
+}
+
+/// Copies every file of the directory `from` into the existing directory `to` (a
+/// database directory has no subdirectories).
+pub fn copy_files(from: &Path, to: &Path) {
+    for name in file_names(from) {
+        std::fs::copy(from.join(&name), to.join(&name)).expect("copy");
+    }
+}
+
+/// The `i`th key of a test: `key000042`, in the same order as `i` (below a million).
 pub fn key(i: u32) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
+}
+
+/// The `i`th key, exactly 16 bytes (`k000000000000042`): not [`key`], for tests that
+/// count the bytes of their data (space amplification against the raw size).
+pub fn key16(i: u32) -> Vec<u8> {
+    format!("k{i:015}").into_bytes()
+}
+
+/// The `i`th key of the checked-in database `tests/fixtures/format-v1`: `key00042`.
+/// Not [`key`]: the fixture holds these bytes, so this format never changes, even when
+/// [`key`] does (a fixture of a new format version gets its own).
+pub fn format_v1_key(i: u32) -> Vec<u8> {
+    format!("key{i:05}").into_bytes()
 }
 
 /// A value naming its key number and version, so a wrong one says where it came from.
@@ -122,6 +155,27 @@ pub fn collect(iter: impl Iterator<Item = Result<(Bytes, Bytes)>>) -> Vec<(Vec<u
         (k.to_vec(), v.to_vec())
     })
     .collect()
+}
+
+/// The whole contents of `db`, whose keys are [`key`]`(i)` for `i` in `0..key_space`:
+/// a forward scan, checked against a reverse scan and a point lookup of every key, so
+/// a test comparing the result with a [`Model`] checks all three read paths.
+pub fn contents(db: &Db, key_space: u32) -> Model {
+    let scanned = collect(db.iter().expect("iter"));
+    let mut backward = collect(db.iter().expect("iter").rev());
+    backward.reverse();
+    assert!(scanned == backward, "forward and reverse scans disagree");
+    let mut model = Model::new();
+    for (k, v) in &scanned {
+        model.put(k, v);
+    }
+    assert_eq!(model.map.len(), scanned.len(), "the scan repeated a key");
+    for i in 0..key_space {
+        let k = key(i);
+        let got = db.get(&k).expect("get").map(|v| v.to_vec());
+        assert_eq!(got, model.get(&k), "get and scan disagree on {}", String::from_utf8_lossy(&k));
+    }
+    model
 }
 
 /// What the database should hold: a plain ordered map with the engine's operations.

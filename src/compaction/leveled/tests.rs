@@ -23,7 +23,7 @@ fn sorted(mut inputs: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
 }
 
 #[test]
-fn dynamic_targets_and_base_level() {
+fn base_level_is_where_targets_shrunk_from_the_bottom_fit_base_level_size() {
     // (bytes in the bottom level L6 in MiB, expected base level, expected targets in MiB
     // from the base level down)
     let cases: &[(u64, usize, &[u64])] = &[

@@ -36,7 +36,7 @@ fn pick(sizes: &[u64], busy: &[u64]) -> Option<Vec<u64>> {
 }
 
 #[test]
-fn buckets_from_table_sizes() {
+fn similar_sized_idle_tables_share_a_bucket_and_the_fullest_bucket_wins() {
     // (sizes of tables 1, 2, ..., busy tables, expected inputs)
     let cases: &[(&[u64], &[u64], Option<&[u64]>)] = &[
         // Fewer than min_threshold: nothing.
@@ -147,7 +147,7 @@ fn a_minor_task_rewrites_level0_into_level0() {
 }
 
 #[test]
-fn tombstone_compaction_by_ratio_and_age() {
+fn a_table_over_the_tombstone_ratio_and_minimum_age_is_compacted_alone_highest_ratio_first() {
     let day = 24 * 60 * 60;
     // (tables as (tombstones of 100 entries, age), expected pick)
     let cases: &[(&[(u64, u64)], Option<u64>)] = &[
