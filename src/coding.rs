@@ -70,13 +70,21 @@ impl<'a> Decoder<'a> {
 
     /// Takes an unsigned LEB128 varint of at most 10 bytes.
     pub fn varint(&mut self) -> Option<u64> {
+        // Most varints (block entry headers, lengths) are one byte.
+        let first = *self.buf.get(self.pos)?;
+        if first < 0x80 {
+            self.pos += 1;
+            return Some(u64::from(first));
+        }
         let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
+        let mut shift = 0;
+        while shift < 64 {
             let b = self.u8()?;
             v |= u64::from(b & 0x7f).checked_shl(shift)?;
             if b & 0x80 == 0 {
                 return Some(v);
             }
+            shift += 7;
         }
         None
     }

@@ -100,6 +100,24 @@ impl Entry {
     }
 }
 
+/// One version of a key the caller already knows: what a point lookup finds, without
+/// a copy of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersion {
+    /// When it was written.
+    pub seqno: SeqNo,
+    /// Put or delete.
+    pub kind: ValueKind,
+    /// The value; empty for a delete.
+    pub value: Bytes,
+}
+
+impl From<Entry> for KeyVersion {
+    fn from(e: Entry) -> Self {
+        KeyVersion { seqno: e.seqno, kind: e.kind, value: e.value }
+    }
+}
+
 /// A deletion of every key in `[start, end)` written at `seqno`.
 ///
 /// It hides versions of those keys with a smaller seqno, never newer ones.

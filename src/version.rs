@@ -21,7 +21,7 @@ use parking_lot::RwLock;
 
 use crate::error::Result;
 use crate::fs::FileSystem;
-use crate::key::{Entry, SeqNo, ValueKind};
+use crate::key::{KeyVersion, SeqNo, ValueKind};
 use crate::manifest::TableMeta;
 use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor, TombstoneLevels};
 use crate::merge::EntrySource;
@@ -316,7 +316,7 @@ impl TombstoneSet {
 /// The state of a point lookup as it visits sources from newest to oldest.
 #[derive(Debug, Default)]
 struct Lookup {
-    newest: Option<Entry>,
+    newest: Option<KeyVersion>,
     tombstone: Option<SeqNo>,
 }
 
@@ -345,7 +345,7 @@ impl Lookup {
         self.tombstone = self.tombstone.max(seqno);
     }
 
-    fn version(&mut self, entry: Option<Entry>) {
+    fn version(&mut self, entry: Option<KeyVersion>) {
         if let Some(entry) = entry
             && self.newest.as_ref().is_none_or(|n| entry.seqno > n.seqno)
         {

@@ -37,7 +37,7 @@ pub use cursor::MemtableCursor;
 pub use tombstones::TombstoneLevels;
 
 use crate::key::{
-    Entry, MAX_SEQNO, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix,
+    Entry, KeyVersion, MAX_SEQNO, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix,
 };
 
 /// Approximate per-entry bookkeeping cost (skiplist node, refcounts), counted
@@ -246,7 +246,7 @@ impl Memtable {
     /// A value of up to 128 KiB is a copy, so that a caller holding it does not keep
     /// the 1 MiB chunk (or larger payload) it lives in alive; a larger value is a
     /// slice of memory at most 8 times its size (see `arena`).
-    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<Entry> {
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<KeyVersion> {
         let probe = Probe::new(key, snapshot);
         let probe: &dyn KeyView = &probe;
         let found = self.points.lower_bound(Bound::Included(probe))?;
@@ -255,12 +255,7 @@ impl Memtable {
             return None;
         }
         let value = found.value();
-        Some(Entry {
-            key: ikey.user_key.clone(),
-            seqno: ikey.seqno,
-            kind: value.kind,
-            value: detach(&value.value),
-        })
+        Some(KeyVersion { seqno: ikey.seqno, kind: value.kind, value: detach(&value.value) })
     }
 
     /// The highest seqno `<= snapshot` of a range tombstone covering `key`, if any.

@@ -32,7 +32,9 @@ use bytes::Bytes;
 use super::framing::TRAILER_SIZE;
 use crate::coding::{Decoder, put_varint};
 use crate::error::Corruption;
-use crate::key::{Entry, SeqNo, ValueKind, compare_internal, pack_trailer, unpack_trailer};
+use crate::key::{
+    Entry, KeyVersion, SeqNo, ValueKind, compare_internal, pack_trailer, unpack_trailer,
+};
 
 /// Entries between two restart points.
 pub const RESTART_INTERVAL: usize = 16;
@@ -176,11 +178,84 @@ impl Block {
         }
     }
 
+    /// A point lookup: the first entry at or after `(key, snapshot)`, if it is a
+    /// version of `key`. The value is a slice of the block.
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<BlockGet, Corruption> {
+        let mut it = self.iter();
+        it.seek(key, snapshot)?;
+        Ok(match it.state {
+            State::Pending if it.key == key => BlockGet::Found(KeyVersion {
+                seqno: it.seqno,
+                kind: it.kind,
+                value: self.data.slice(it.value.0..it.value.1),
+            }),
+            State::Pending => BlockGet::Absent,
+            State::Consumed | State::Done => BlockGet::PastEnd,
+        })
+    }
+
     fn restart(&self, i: usize) -> usize {
         let at = self.restarts_start + 4 * i;
         // Checked by `decode`; a short read cannot happen, 0 is a harmless default.
         Decoder::new(self.data.get(at..).unwrap_or_default()).u32().unwrap_or(0) as usize
     }
+
+    /// The key and seqno of restart point `i`, read in place: a restart stores its key
+    /// whole, so a seek's binary search copies no key.
+    fn restart_key(&self, i: usize) -> Result<(&[u8], SeqNo), Corruption> {
+        let offset = self.restart(i);
+        let raw = self.parse_entry(offset)?;
+        if raw.shared != 0 {
+            return Err(shared_too_long(self.file_offset + offset as u64));
+        }
+        Ok((raw.delta, raw.seqno))
+    }
+
+    /// Parses the entry at `offset`, checking that all of it lies in the block.
+    fn parse_entry(&self, offset: usize) -> Result<RawEntry<'_>, Corruption> {
+        let at = self.file_offset + offset as u64;
+        let bad = |message: &str| Corruption::new(at, format!("bad block entry: {message}"));
+        let entries = self.data.get(..self.restarts_start).unwrap_or_default();
+        let mut d = Decoder::new(entries.get(offset..).ok_or_else(|| bad("offset past end"))?);
+        let shared = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
+        let unshared = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
+        let value_len = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
+        let delta = d.bytes(unshared).ok_or_else(|| bad("truncated key"))?;
+        let trailer = d.u64().ok_or_else(|| bad("truncated trailer"))?;
+        let (seqno, kind) = unpack_trailer(trailer).ok_or_else(|| bad("unknown value kind"))?;
+        let value_start = offset + d.position();
+        d.bytes(value_len).ok_or_else(|| bad("truncated value"))?;
+        let value = (value_start, value_start + value_len);
+        Ok(RawEntry { shared, delta, seqno, kind, value, next: offset + d.position() })
+    }
+}
+
+/// What a block holds for a point lookup ([`Block::get`]).
+#[derive(Debug)]
+pub enum BlockGet {
+    /// The newest version of the key at or below the snapshot.
+    Found(KeyVersion),
+    /// The first entry at or after the target is another key: the table has no
+    /// visible version of it.
+    Absent,
+    /// Every entry is before the target: the next block may hold it.
+    PastEnd,
+}
+
+/// One entry as stored: its key is `delta` after `shared` bytes of the previous key.
+struct RawEntry<'a> {
+    shared: usize,
+    delta: &'a [u8],
+    seqno: SeqNo,
+    kind: ValueKind,
+    /// Range of the value in the block.
+    value: (usize, usize),
+    /// Offset of the entry after it.
+    next: usize,
+}
+
+fn shared_too_long(at: u64) -> Corruption {
+    Corruption::new(at, "bad block entry: shared prefix longer than the previous key")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,9 +308,8 @@ impl BlockIter {
         let (mut left, mut right) = (0, self.block.restart_count - 1);
         while left < right {
             let mid = left + (right - left).div_ceil(2);
-            self.key.clear();
-            self.decode_at(self.block.restart(mid))?;
-            if compare_internal(&self.key, self.seqno, key, seqno) == Ordering::Less {
+            let (restart_key, restart_seqno) = self.block.restart_key(mid)?;
+            if compare_internal(restart_key, restart_seqno, key, seqno) == Ordering::Less {
                 left = mid;
             } else {
                 right = mid - 1;
@@ -261,28 +335,17 @@ impl BlockIter {
 
     /// Decodes the entry at `offset`, with `self.key` holding the previous key.
     fn decode_at(&mut self, offset: usize) -> Result<(), Corruption> {
-        let at = self.block.file_offset + offset as u64;
-        let bad = |message: &str| Corruption::new(at, format!("bad block entry: {message}"));
-        let entries = self.block.data.get(..self.block.restarts_start).unwrap_or_default();
-        let mut d = Decoder::new(entries.get(offset..).ok_or_else(|| bad("offset past end"))?);
-        let shared = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
-        let unshared = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
-        let value_len = d.varint_usize().ok_or_else(|| bad("truncated header"))?;
-        if shared > self.key.len() {
-            return Err(bad("shared prefix longer than the previous key"));
+        let raw = self.block.parse_entry(offset)?;
+        if raw.shared > self.key.len() {
+            return Err(shared_too_long(self.block.file_offset + offset as u64));
         }
-        let delta = d.bytes(unshared).ok_or_else(|| bad("truncated key"))?;
-        let trailer = d.u64().ok_or_else(|| bad("truncated trailer"))?;
-        let (seqno, kind) = unpack_trailer(trailer).ok_or_else(|| bad("unknown value kind"))?;
-        let value_start = offset + d.position();
-        d.bytes(value_len).ok_or_else(|| bad("truncated value"))?;
-        self.key.truncate(shared);
-        self.key.extend_from_slice(delta);
-        self.seqno = seqno;
-        self.kind = kind;
-        self.value = (value_start, value_start + value_len);
+        self.key.truncate(raw.shared);
+        self.key.extend_from_slice(raw.delta);
+        self.seqno = raw.seqno;
+        self.kind = raw.kind;
+        self.value = raw.value;
         self.current = offset;
-        self.next = offset + d.position();
+        self.next = raw.next;
         Ok(())
     }
 
@@ -382,6 +445,42 @@ mod tests {
         it.seek(&want[40].key, want[40].seqno).unwrap();
         let rest: Vec<Entry> = it.map(|e| e.unwrap()).collect();
         assert_eq!(rest, want[40..]);
+    }
+
+    #[test]
+    fn get_finds_the_newest_visible_version_or_says_where_to_look() {
+        let want = entries(60);
+        let block = build(&want);
+        // key00007 has versions at 37, 27 (a delete) and 17.
+        let found = |snapshot| match block.get(b"key00007", snapshot).unwrap() {
+            BlockGet::Found(v) => Some((v.seqno, v.kind, v.value)),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(found(u64::MAX), Some((37, ValueKind::Put, Bytes::from("value-7-30"))));
+        assert_eq!(found(36).map(|v| v.1), Some(ValueKind::Delete));
+        assert_eq!(found(17).map(|v| v.0), Some(17));
+        // Below its oldest version, the next entry is another key.
+        assert!(matches!(block.get(b"key00007", 16).unwrap(), BlockGet::Absent));
+        assert!(matches!(block.get(b"key00007x", u64::MAX).unwrap(), BlockGet::Absent));
+        assert!(matches!(block.get(b"zzz", u64::MAX).unwrap(), BlockGet::PastEnd));
+        assert!(matches!(build(&[]).get(b"a", 1).unwrap(), BlockGet::PastEnd));
+    }
+
+    /// A restart entry must store its key whole; the seek reads restart keys in place.
+    #[test]
+    fn a_restart_entry_that_shares_a_prefix_is_corruption() {
+        let want = entries(40);
+        let mut bytes = build(&want).data.to_vec();
+        // The second restart point (entry 16) starts with its `shared` varint.
+        let mut b = BlockBuilder::new();
+        for e in &want[..RESTART_INTERVAL] {
+            b.add(&e.key, e.seqno, e.kind, &e.value);
+        }
+        let second_restart = b.estimated_size() - 4 - 4; // minus count and one restart
+        assert_eq!(bytes[second_restart], 0);
+        bytes[second_restart] = 3;
+        let block = Block::decode(Bytes::from(bytes), 0).unwrap();
+        assert!(block.get(&want[17].key, want[17].seqno).is_err());
     }
 
     #[test]

@@ -401,7 +401,7 @@ mod tests {
         crate::sstable::tests::write_table(&path, &entries, &[], options);
         let table = crate::sstable::tests::open(&path).unwrap();
         for e in &entries {
-            assert_eq!(table.get(&e.key, 1).unwrap().as_ref(), Some(e));
+            assert_eq!(table.get(&e.key, 1).unwrap(), Some(e.clone().into()));
         }
     }
 

@@ -45,9 +45,9 @@ use bytes::Bytes;
 use crate::coding::Decoder;
 use crate::error::{Corruption, Result};
 use crate::fs::{FileSystem, RandomAccessFile};
-use crate::key::{Entry, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix};
+use crate::key::{KeyVersion, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix};
 
-use block::Block;
+use block::{Block, BlockGet};
 use cache::BlockCache;
 use filter::BloomFilter;
 use footer::{BLOCK_HANDLE_SIZE, BlockHandle, FOOTER_SIZE, Footer};
@@ -220,27 +220,22 @@ impl Table {
     ///
     /// A value less than 1/8 of its block is a copy, so that a caller holding it does
     /// not keep the block alive; a larger one is a slice of the block.
-    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Entry>> {
+    pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<KeyVersion>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
         let first = self.seek_index(key, snapshot);
         for i in first..self.index.len() {
             let block = self.data_block(i, true)?;
-            let mut it = block.iter();
-            it.seek(key, snapshot).map_err(|c| c.in_file(&self.path))?;
-            match it.next() {
-                Some(Ok(e)) if e.key[..] == *key => {
-                    let value = if e.value.len() < block.size() / 8 {
-                        Bytes::copy_from_slice(&e.value)
-                    } else {
-                        e.value
-                    };
-                    return Ok(Some(Entry { value, ..e }));
+            match block.get(key, snapshot).map_err(|c| c.in_file(&self.path))? {
+                BlockGet::Found(mut found) => {
+                    if found.value.len() < block.size() / 8 {
+                        found.value = Bytes::copy_from_slice(&found.value);
+                    }
+                    return Ok(Some(found));
                 }
-                Some(Ok(_)) => return Ok(None),
-                Some(Err(c)) => return Err(c.in_file(&self.path)),
-                None => continue,
+                BlockGet::Absent => return Ok(None),
+                BlockGet::PastEnd => continue,
             }
         }
         Ok(None)
@@ -289,6 +284,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::Error;
     use crate::fs::OsFs;
+    use crate::key::Entry;
     use crate::options::Compression;
     use std::ops::Bound;
 
@@ -359,12 +355,13 @@ pub(crate) mod tests {
     }
 
     /// The newest version of `key` visible at `snapshot`, from a plain list.
-    fn model_get(entries: &[Entry], key: &[u8], snapshot: SeqNo) -> Option<Entry> {
+    fn model_get(entries: &[Entry], key: &[u8], snapshot: SeqNo) -> Option<KeyVersion> {
         entries
             .iter()
             .filter(|e| e.key[..] == *key && e.seqno <= snapshot)
             .max_by_key(|e| e.seqno)
             .cloned()
+            .map(KeyVersion::from)
     }
 
     #[test]
@@ -425,7 +422,7 @@ pub(crate) mod tests {
         assert!(props.data_block_count > 20, "{props:?}");
         let table = open(&path).unwrap();
         for e in &entries {
-            assert_eq!(table.get(&e.key, 7).unwrap().as_ref(), Some(e), "{:?}", e.key);
+            assert_eq!(table.get(&e.key, 7).unwrap(), Some(e.clone().into()), "{:?}", e.key);
         }
         for absent in ["a-shared-prefix-", "a-shared-prefix-00100x", "a-shared-prefix-9"] {
             assert_eq!(table.get(absent.as_bytes(), 7).unwrap(), None, "{absent}");
@@ -544,8 +541,13 @@ pub(crate) mod tests {
         let back: Vec<Entry> =
             table.iter(Bound::Unbounded, Bound::Unbounded).rev().collect::<Result<_>>()?;
         for k in keys {
-            if let Some(e) = table.get(k, u64::MAX)? {
-                all.push(e);
+            if let Some(v) = table.get(k, u64::MAX)? {
+                all.push(Entry {
+                    key: Bytes::copy_from_slice(k),
+                    seqno: v.seqno,
+                    kind: v.kind,
+                    value: v.value,
+                });
             }
         }
         all.extend(back);
