@@ -15,6 +15,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 
 use crate::error::Result;
 use crate::key::Entry;
@@ -98,9 +99,13 @@ impl Iterator for MergingIter {
                     self.advance(source)?;
                 }
             }
-            let Some(top) = self.heap.pop() else { return Ok(None) };
-            self.advance(top.source)?;
-            Ok(Some(top.entry))
+            // The top's source supplies the next entry in its place: one sift down,
+            // where a pop and a push would sift twice and move the entry more.
+            let Some(mut top) = self.heap.peek_mut() else { return Ok(None) };
+            match self.sources[top.source].next() {
+                Some(next) => Ok(Some(std::mem::replace(&mut top.entry, next?))),
+                None => Ok(Some(PeekMut::pop(top).entry)),
+            }
         })();
         match step {
             Ok(entry) => entry.map(Ok),

@@ -26,6 +26,7 @@ use crate::manifest::TableMeta;
 use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor, TombstoneLevels};
 use crate::merge::EntrySource;
 use crate::sstable::Table;
+use crate::sstable::concat::ConcatIter;
 use crate::tombstones::TombstoneIndex;
 
 /// An open SSTable with what the read path needs beside it.
@@ -267,15 +268,26 @@ impl ReadView {
             }
         }
         let owned = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
-        for handle in self.version.tables().filter(|h| h.overlaps(lower, upper)) {
-            if handle.table.properties().entry_count == 0 {
-                continue;
-            }
+        let scanned = |h: &&Arc<TableHandle>| {
+            h.overlaps(lower, upper) && h.table.properties().entry_count > 0
+        };
+        let mut levels = self.version.levels.iter();
+        // Level 0 tables overlap: one source each.
+        for handle in levels.next().into_iter().flatten().filter(scanned) {
             let iter = handle.table.iter(owned(lower), owned(upper));
             if reverse {
                 sources.push(Box::new(iter.rev()));
             } else {
                 sources.push(Box::new(iter));
+            }
+        }
+        // A deeper level is a sorted run: one source that opens a table at a time.
+        for level in levels {
+            let tables: Vec<Arc<Table>> =
+                level.iter().filter(scanned).map(|h| h.table.clone()).collect();
+            if !tables.is_empty() {
+                let run = ConcatIter::new(tables, owned(lower), owned(upper), reverse);
+                sources.push(Box::new(run));
             }
         }
         sources

@@ -10,6 +10,7 @@
 //! - [`builder`]: writes a table; the file layout is described there.
 //! - [`commit`]: creates a table durably (temp name, build, sync, rename, open).
 //! - [`iter`]: the two-level (index → block) scan iterator.
+//! - [`concat`]: a scan over a sorted run of tables, opening one at a time.
 //! - this module: [`Table`], opening a file and point lookups.
 //!
 //! # Invariants
@@ -31,6 +32,7 @@ pub mod block;
 pub mod builder;
 pub mod cache;
 pub mod commit;
+pub mod concat;
 pub mod filter;
 pub mod footer;
 pub mod framing;
