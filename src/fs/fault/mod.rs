@@ -44,15 +44,19 @@
 //! [`FaultFs`] is a cheap, cloneable handle: clones share one state behind a mutex.
 //! Lock order: the filesystem state, then a file's bytes; reads lock only the file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
+
+mod handles;
+mod state;
 
 use super::{FileLock, FileSystem, RandomAccessFile, WritableFile};
+use handles::{FaultFileLock, FaultRandomAccessFile, FaultWritableFile};
+use state::{InodeRef, State, is_in_dir, not_found};
 
 /// A kind of operation that [`FaultFs::fail_after`] can make fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,111 +95,6 @@ impl FaultKind {
             FaultKind::Create => 4,
         }
     }
-}
-
-/// One file's contents.
-///
-/// Invariant: `synced_len <= data.len()`.
-#[derive(Debug, Default)]
-struct Inode {
-    data: Vec<u8>,
-    /// The prefix of `data` that survives a power loss.
-    synced_len: usize,
-}
-
-impl Inode {
-    /// Cuts the bytes to their first `len`; growing a file is `InvalidInput`.
-    fn cut(&mut self, len: u64) -> io::Result<usize> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len <= self.data.len())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
-        self.data.truncate(len);
-        Ok(len)
-    }
-}
-
-type InodeRef = Arc<Mutex<Inode>>;
-
-#[derive(Default)]
-struct State {
-    /// The namespace every operation sees.
-    live: BTreeMap<PathBuf, InodeRef>,
-    /// The namespace as of each directory's last `sync_dir`.
-    durable: BTreeMap<PathBuf, InodeRef>,
-    /// Directories (always durable).
-    dirs: BTreeSet<PathBuf>,
-    /// Directories created whose entry no `sync_dir` of their parent made durable.
-    unsynced_dirs: BTreeSet<PathBuf>,
-    /// Locked paths and the token of the lock holding each.
-    locks: HashMap<PathBuf, u64>,
-    next_lock_token: u64,
-    /// Bumped by every power loss; write handles from an older epoch are dead.
-    epoch: u64,
-    /// Operations attempted, by kind.
-    counts: [usize; KIND_COUNT],
-    /// For each kind, how many more operations succeed before one fails, and the
-    /// kind of error it fails with.
-    pending_faults: [Option<(usize, io::ErrorKind)>; KIND_COUNT],
-    /// Bytes the next append keeps before failing.
-    tear_next_write: Option<usize>,
-    /// The disk's size: appends beyond it write what fits and fail with
-    /// `StorageFull` (`ENOSPC`).
-    capacity: Option<u64>,
-}
-
-impl State {
-    /// Bytes held by the files the live namespace names (as on a real disk, a removed
-    /// file's space is free at once, whatever a power loss would bring back).
-    fn used_bytes(&self) -> u64 {
-        let mut seen = std::collections::HashSet::new();
-        self.live
-            .values()
-            .filter(|inode| seen.insert(Arc::as_ptr(inode)))
-            .map(|inode| inode.lock().data.len() as u64)
-            .sum()
-    }
-
-    /// Counts one operation of `kind` and fails it if a fault is due.
-    fn begin(&mut self, kind: FaultKind) -> io::Result<()> {
-        let i = kind.index();
-        self.counts[i] += 1;
-        match self.pending_faults[i] {
-            Some((0, error)) => {
-                self.pending_faults[i] = None;
-                Err(injected_fault(error))
-            }
-            Some((n, error)) => {
-                self.pending_faults[i] = Some((n - 1, error));
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn live_file(&self, path: &Path) -> io::Result<&InodeRef> {
-        self.live.get(path).ok_or_else(|| not_found(path))
-    }
-
-    /// Fails unless the directory that would hold `path` exists.
-    fn check_parent(&self, path: &Path) -> io::Result<()> {
-        match path.parent() {
-            Some(dir) if self.dirs.contains(dir) => Ok(()),
-            _ => Err(not_found(path)),
-        }
-    }
-}
-
-fn injected_fault(error: io::ErrorKind) -> io::Error {
-    io::Error::new(error, "injected fault")
-}
-
-fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
-}
-
-fn is_in_dir(path: &Path, dir: &Path) -> bool {
-    path.parent() == Some(dir)
 }
 
 /// An in-memory filesystem with fault injection and power-loss simulation; see the
@@ -431,108 +330,6 @@ impl FileSystem for FaultFs {
             path: path.to_path_buf(),
             token,
         })))
-    }
-}
-
-struct FaultWritableFile {
-    state: Arc<Mutex<State>>,
-    inode: InodeRef,
-    /// The power-loss epoch this handle was created in.
-    epoch: u64,
-    len: u64,
-}
-
-/// Locks the filesystem state for a write handle from `epoch`, failing if a power loss
-/// has killed that handle since.
-fn lock_for_handle(state: &Mutex<State>, epoch: u64) -> io::Result<MutexGuard<'_, State>> {
-    let state = state.lock();
-    if state.epoch != epoch {
-        return Err(io::Error::other("file handle lost in a power loss"));
-    }
-    Ok(state)
-}
-
-impl WritableFile for FaultWritableFile {
-    fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        let mut state = lock_for_handle(&self.state, self.epoch)?;
-        state.begin(FaultKind::Write)?;
-        let free = state.capacity.map(|capacity| capacity.saturating_sub(state.used_bytes()));
-        let full = free.is_some_and(|free| free < data.len() as u64);
-        let keep = match free {
-            Some(free) if full => Some(free as usize),
-            _ => state.tear_next_write.take(),
-        };
-        let written = keep.map_or(data.len(), |keep| keep.min(data.len()));
-        self.inode.lock().data.extend_from_slice(&data[..written]);
-        self.len += written as u64;
-        match keep {
-            _ if full => Err(io::Error::from(io::ErrorKind::StorageFull)),
-            Some(_) => Err(io::Error::other("injected fault: torn write")),
-            None => Ok(()),
-        }
-    }
-
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        let _state = lock_for_handle(&self.state, self.epoch)?;
-        let mut inode = self.inode.lock();
-        let len = len.min(inode.data.len() as u64);
-        inode.data.truncate(len as usize);
-        inode.synced_len = inode.synced_len.min(len as usize);
-        self.len = len;
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        let mut state = lock_for_handle(&self.state, self.epoch)?;
-        state.begin(FaultKind::Sync)?;
-        let mut inode = self.inode.lock();
-        inode.synced_len = inode.data.len();
-        Ok(())
-    }
-
-    fn len(&self) -> u64 {
-        self.len
-    }
-}
-
-struct FaultRandomAccessFile {
-    inode: InodeRef,
-    len: u64,
-}
-
-impl RandomAccessFile for FaultRandomAccessFile {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let inode = self.inode.lock();
-        let source = usize::try_from(offset)
-            .ok()
-            .and_then(|start| inode.data.get(start..start.checked_add(buf.len())?))
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file")
-            })?;
-        buf.copy_from_slice(source);
-        Ok(())
-    }
-
-    fn len(&self) -> u64 {
-        self.len
-    }
-}
-
-struct FaultFileLock {
-    state: Arc<Mutex<State>>,
-    path: PathBuf,
-    /// Identifies this lock, so dropping it after a release cannot free a later lock.
-    token: u64,
-}
-
-impl FileLock for FaultFileLock {}
-
-impl Drop for FaultFileLock {
-    fn drop(&mut self) {
-        let mut state = self.state.lock();
-        if state.locks.get(&self.path) == Some(&self.token) {
-            state.locks.remove(&self.path);
-        }
     }
 }
 

@@ -1,0 +1,117 @@
+//! The handles [`FaultFs`](super::FaultFs) hands out: writable and readable files and
+//! locks, each sharing the filesystem state.
+//!
+//! Invariant: a write handle from before a power loss (an older epoch) fails every
+//! operation, as a real process's descriptors die with it.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::FaultKind;
+use super::state::{InodeRef, State};
+use crate::fs::{FileLock, RandomAccessFile, WritableFile};
+
+pub(super) struct FaultWritableFile {
+    pub(super) state: Arc<Mutex<State>>,
+    pub(super) inode: InodeRef,
+    /// The power-loss epoch this handle was created in.
+    pub(super) epoch: u64,
+    pub(super) len: u64,
+}
+
+/// Locks the filesystem state for a write handle from `epoch`, failing if a power loss
+/// has killed that handle since.
+fn lock_for_handle(state: &Mutex<State>, epoch: u64) -> io::Result<MutexGuard<'_, State>> {
+    let state = state.lock();
+    if state.epoch != epoch {
+        return Err(io::Error::other("file handle lost in a power loss"));
+    }
+    Ok(state)
+}
+
+impl WritableFile for FaultWritableFile {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut state = lock_for_handle(&self.state, self.epoch)?;
+        state.begin(FaultKind::Write)?;
+        let free = state.capacity.map(|capacity| capacity.saturating_sub(state.used_bytes()));
+        let full = free.is_some_and(|free| free < data.len() as u64);
+        let keep = match free {
+            Some(free) if full => Some(free as usize),
+            _ => state.tear_next_write.take(),
+        };
+        let written = keep.map_or(data.len(), |keep| keep.min(data.len()));
+        self.inode.lock().data.extend_from_slice(&data[..written]);
+        self.len += written as u64;
+        match keep {
+            _ if full => Err(io::Error::from(io::ErrorKind::StorageFull)),
+            Some(_) => Err(io::Error::other("injected fault: torn write")),
+            None => Ok(()),
+        }
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let _state = lock_for_handle(&self.state, self.epoch)?;
+        let mut inode = self.inode.lock();
+        let len = len.min(inode.data.len() as u64);
+        inode.data.truncate(len as usize);
+        inode.synced_len = inode.synced_len.min(len as usize);
+        self.len = len;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut state = lock_for_handle(&self.state, self.epoch)?;
+        state.begin(FaultKind::Sync)?;
+        let mut inode = self.inode.lock();
+        inode.synced_len = inode.data.len();
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+pub(super) struct FaultRandomAccessFile {
+    pub(super) inode: InodeRef,
+    pub(super) len: u64,
+}
+
+impl RandomAccessFile for FaultRandomAccessFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let inode = self.inode.lock();
+        let source = usize::try_from(offset)
+            .ok()
+            .and_then(|start| inode.data.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the file")
+            })?;
+        buf.copy_from_slice(source);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+pub(super) struct FaultFileLock {
+    pub(super) state: Arc<Mutex<State>>,
+    pub(super) path: PathBuf,
+    /// Identifies this lock, so dropping it after a release cannot free a later lock.
+    pub(super) token: u64,
+}
+
+impl FileLock for FaultFileLock {}
+
+impl Drop for FaultFileLock {
+    fn drop(&mut self) {
+        let mut state = self.state.lock();
+        if state.locks.get(&self.path) == Some(&self.token) {
+            state.locks.remove(&self.path);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The state behind every [`FaultFs`](super::FaultFs) handle: the live and durable
+//! namespaces, the files' bytes, locks and pending faults (the model is in the parent
+//! module's documentation).
+//!
+//! Invariant: every inode's `synced_len <= data.len()`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{FaultKind, KIND_COUNT};
+
+/// One file's contents.
+///
+/// Invariant: `synced_len <= data.len()`.
+#[derive(Debug, Default)]
+pub(super) struct Inode {
+    pub(super) data: Vec<u8>,
+    /// The prefix of `data` that survives a power loss.
+    pub(super) synced_len: usize,
+}
+
+impl Inode {
+    /// Cuts the bytes to their first `len`; growing a file is `InvalidInput`.
+    pub(super) fn cut(&mut self, len: u64) -> io::Result<usize> {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.data.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
+        self.data.truncate(len);
+        Ok(len)
+    }
+}
+
+pub(super) type InodeRef = Arc<Mutex<Inode>>;
+
+#[derive(Default)]
+pub(super) struct State {
+    /// The namespace every operation sees.
+    pub(super) live: BTreeMap<PathBuf, InodeRef>,
+    /// The namespace as of each directory's last `sync_dir`.
+    pub(super) durable: BTreeMap<PathBuf, InodeRef>,
+    /// Directories (always durable).
+    pub(super) dirs: BTreeSet<PathBuf>,
+    /// Directories created whose entry no `sync_dir` of their parent made durable.
+    pub(super) unsynced_dirs: BTreeSet<PathBuf>,
+    /// Locked paths and the token of the lock holding each.
+    pub(super) locks: HashMap<PathBuf, u64>,
+    pub(super) next_lock_token: u64,
+    /// Bumped by every power loss; write handles from an older epoch are dead.
+    pub(super) epoch: u64,
+    /// Operations attempted, by kind.
+    pub(super) counts: [usize; KIND_COUNT],
+    /// For each kind, how many more operations succeed before one fails, and the
+    /// kind of error it fails with.
+    pub(super) pending_faults: [Option<(usize, io::ErrorKind)>; KIND_COUNT],
+    /// Bytes the next append keeps before failing.
+    pub(super) tear_next_write: Option<usize>,
+    /// The disk's size: appends beyond it write what fits and fail with
+    /// `StorageFull` (`ENOSPC`).
+    pub(super) capacity: Option<u64>,
+}
+
+impl State {
+    /// Bytes held by the files the live namespace names (as on a real disk, a removed
+    /// file's space is free at once, whatever a power loss would bring back).
+    pub(super) fn used_bytes(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        self.live
+            .values()
+            .filter(|inode| seen.insert(Arc::as_ptr(inode)))
+            .map(|inode| inode.lock().data.len() as u64)
+            .sum()
+    }
+
+    /// Counts one operation of `kind` and fails it if a fault is due.
+    pub(super) fn begin(&mut self, kind: FaultKind) -> io::Result<()> {
+        let i = kind.index();
+        self.counts[i] += 1;
+        match self.pending_faults[i] {
+            Some((0, error)) => {
+                self.pending_faults[i] = None;
+                Err(injected_fault(error))
+            }
+            Some((n, error)) => {
+                self.pending_faults[i] = Some((n - 1, error));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn live_file(&self, path: &Path) -> io::Result<&InodeRef> {
+        self.live.get(path).ok_or_else(|| not_found(path))
+    }
+
+    /// Fails unless the directory that would hold `path` exists.
+    pub(super) fn check_parent(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(dir) if self.dirs.contains(dir) => Ok(()),
+            _ => Err(not_found(path)),
+        }
+    }
+}
+
+fn injected_fault(error: io::ErrorKind) -> io::Error {
+    io::Error::new(error, "injected fault")
+}
+
+pub(super) fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+}
+
+pub(super) fn is_in_dir(path: &Path, dir: &Path) -> bool {
+    path.parent() == Some(dir)
+}
