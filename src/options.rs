@@ -53,8 +53,9 @@ pub struct Options {
     pub create_if_missing: bool,
     /// Fail if a database already exists (default `false`).
     pub error_if_exists: bool,
-    /// Bytes of writes the active memtable takes before it is frozen and flushed
-    /// (default 64 MiB; at least 4 KiB).
+    /// Memory the active memtable takes before it is frozen and flushed (default
+    /// 64 MiB; at least 4 KiB). Each entry counts its key and value and about 160
+    /// bytes of bookkeeping, so this bounds what the memtable really holds.
     pub write_buffer_size: usize,
     /// Frozen memtables that may wait for flush before writers are made to wait
     /// (default 4). Writers are slowed a little from one below this count.

@@ -58,8 +58,10 @@ struct Fixture {
 fn options() -> Options {
     // No background compaction: the fixtures need several tables and a manifest with
     // many edits to damage.
+    // 8 KiB holds about 40 of these entries (each counts its key, value and about 160
+    // bytes of memtable overhead), as the fixtures' geometry needs.
     Options {
-        write_buffer_size: 4 << 10,
+        write_buffer_size: 8 << 10,
         block_size: 256,
         auto_compaction: false,
         ..Options::default()
@@ -137,7 +139,7 @@ impl Writer<'_> {
     }
 }
 
-/// A database with several SSTables (flushed by a 4 KiB write buffer and by explicit
+/// A database with several SSTables (flushed by an 8 KiB write buffer and by explicit
 /// flushes), a manifest holding a snapshot and many edits, and one WAL segment holding
 /// unflushed writes.
 fn flushed() -> &'static Fixture {

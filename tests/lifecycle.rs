@@ -17,7 +17,8 @@ use common::{GateFs, key, noise, value};
 
 fn gated(fs: &Arc<GateFs>, compaction: CompactionStrategyOptions) -> Options {
     Options {
-        write_buffer_size: 64 << 10,
+        // About 700 small entries (each counts ~160 bytes of overhead besides its data).
+        write_buffer_size: 128 << 10,
         sync_writes: false,
         compaction,
         fs: fs.clone(),
