@@ -67,6 +67,10 @@ pub struct Options {
     /// Target size of an SSTable data block before compression (default 4 KiB).
     pub block_size: usize,
     /// Bytes of decompressed blocks kept in memory (default 64 MiB; 0 disables it).
+    /// The cache also borrows the part of `write_buffer_size` that the memtables do
+    /// not hold, and gives it back as they fill: memtables and cache together stay
+    /// within `write_buffer_size + block_cache_size` until the memtables alone take
+    /// more, and then the cache keeps this much.
     pub block_cache_size: usize,
     /// Block compression of new SSTables (default LZ4).
     pub compression: Compression,

@@ -253,6 +253,7 @@ impl DbCore {
         let install = self.install_lock.lock();
         let view = make(&self.view.load());
         let pressure = self.write_pressure_of(&view.version);
+        self.memory.memtables_of(&view);
         self.view.store(Arc::new(view));
         self.write_pressure.store(pressure as u8, Ordering::Release);
         drop(install);

@@ -18,6 +18,7 @@
 mod background_state;
 mod compaction;
 mod flush;
+mod memory_budget;
 mod read;
 mod recovery;
 mod replay;
@@ -57,6 +58,8 @@ pub(crate) struct DbCore {
     fs: Arc<dyn FileSystem>,
     db_id: uuid::Uuid,
     cache: Arc<BlockCache>,
+    /// Lends the block cache the write buffer's unused room.
+    memory: memory_budget::MemoryBudget,
     /// The open table files (`fs` reads tables through it).
     table_cache: Arc<TableCache>,
     /// What readers see; replaced under `install_lock`.

@@ -47,6 +47,7 @@ use crate::table_cache::CachingFs;
 use crate::version::{ObsoleteTables, ReadView, TableHandle, Version};
 use crate::wal::{SEGMENT_HEADER_LEN, WalWriter, segment_file_name};
 
+use super::memory_budget::MemoryBudget;
 use super::replay::{Replayed, replay_wal};
 use super::write::WriterState;
 use super::{DbCore, read::SnapshotRegistry};
@@ -78,7 +79,12 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     let names = fs.list_dir(dir)?;
     let mut state = load_or_create_state(&*fs, dir, &names, options.error_if_exists)?;
     let segments = check_named_files(&*fs, dir, &names, &state)?;
-    let cache = Arc::new(BlockCache::new(options.block_cache_size));
+    let cache = Arc::new(BlockCache::new(MemoryBudget::max_cache_size(
+        options.block_cache_size,
+        options.write_buffer_size,
+    )));
+    let memory =
+        MemoryBudget::new(cache.clone(), options.block_cache_size, options.write_buffer_size);
     let obsolete_tables = ObsoleteTables::new(fs.clone());
     let tables = open_tables(&fs, dir, &state, &cache, &obsolete_tables)?;
     let mut memtables = replay_wal(&*fs, dir, &state, &segments, &options)?;
@@ -103,11 +109,13 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
         frozen: memtables.frozen.into_iter().rev().map(FrozenMemtable::new).collect(),
         version: Arc::new(Version::new(tables)),
     };
+    memory.memtables_of(&view);
     let core = DbCore {
         dir: dir.to_path_buf(),
         fs,
         db_id: state.db_id,
         cache,
+        memory,
         table_cache,
         view: ArcSwap::from_pointee(view),
         install_lock: Mutex::new(()),

@@ -83,6 +83,11 @@ pub struct Stats {
     pub active_memtable_bytes: u64,
     /// Memtables frozen and waiting for (or in) flush.
     pub frozen_memtables: usize,
+    /// Bytes of blocks in the block cache now.
+    pub block_cache_bytes: u64,
+    /// Bytes the block cache may hold now: `Options::block_cache_size` plus what the
+    /// memtables leave unused of `Options::write_buffer_size`.
+    pub block_cache_capacity: u64,
     /// Number of SSTables.
     pub sstables: usize,
     /// Table files open now: at most `Options::max_open_files` (less once the process
@@ -197,6 +202,8 @@ impl DbCore {
             space_amplification: ratio(disk_bytes, live_estimate),
             active_memtable_bytes: view.active.approximate_size() as u64,
             frozen_memtables: view.frozen.len(),
+            block_cache_bytes: self.cache.weight(),
+            block_cache_capacity: self.cache.capacity(),
             sstables: view.version.table_count(),
             open_table_files: self.table_cache.open_files(),
             sstable_bytes: view.version.tables().map(|t| t.meta.size).sum(),

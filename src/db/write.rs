@@ -235,6 +235,7 @@ impl DbCore {
         self.stats.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
         apply_group_payload(active, &active.hold(payload))
             .map_err(|_| Error::Background("an encoded group failed to decode".into()))?;
+        self.memory.memtables_of(&view);
         self.visible_seqno.store(last, Ordering::Release);
         Ok(())
     }

@@ -11,7 +11,8 @@
 //!    [`Block::decode`] accepted are inserted.
 //! 2. Table ids are never reused while a table with that id may still be read, so a
 //!    cached block always belongs to the table that asks for it.
-//! 3. A capacity of 0 disables caching: `get` misses and `insert` does nothing.
+//! 3. A capacity of 0 at creation disables caching for good: `get` misses, `insert`
+//!    does nothing and [`BlockCache::set_capacity`] keeps it at 0.
 //!
 //! Thread-safe: every method takes `&self`.
 
@@ -40,13 +41,12 @@ impl Weighter<Key, Block> for ByteWeighter {
 /// A byte-bounded cache of decompressed blocks, shared by all tables.
 pub struct BlockCache {
     cache: Option<Cache<Key, Block, ByteWeighter>>,
-    capacity: usize,
 }
 
 impl std::fmt::Debug for BlockCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockCache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.capacity())
             .field("weight", &self.weight())
             .finish()
     }
@@ -59,7 +59,20 @@ impl BlockCache {
             let items = (capacity_bytes / TYPICAL_BLOCK).max(16);
             Cache::with_weighter(items, capacity_bytes as u64, ByteWeighter)
         });
-        BlockCache { cache, capacity: capacity_bytes }
+        BlockCache { cache }
+    }
+
+    /// Bytes the cache may hold now.
+    pub fn capacity(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.capacity())
+    }
+
+    /// Lets the cache hold `capacity_bytes` from now on, evicting down to it if it
+    /// holds more. Does nothing to a disabled cache.
+    pub fn set_capacity(&self, capacity_bytes: usize) {
+        if let Some(cache) = &self.cache {
+            cache.set_capacity(capacity_bytes as u64);
+        }
     }
 
     /// The block at `offset` of table `table_id`, if cached.
@@ -107,10 +120,24 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_capacity_evicts_down_to_it() {
+        let cache = BlockCache::new(256 * 1024);
+        for i in 0..200 {
+            cache.insert(1, i, block(1000));
+        }
+        assert!(cache.weight() > 128 * 1024);
+        cache.set_capacity(64 * 1024);
+        assert!(cache.weight() <= 64 * 1024);
+        assert_eq!(cache.capacity(), 64 * 1024);
+    }
+
+    #[test]
     fn zero_capacity_disables_caching() {
         let cache = BlockCache::new(0);
         cache.insert(1, 0, block(1));
         assert!(cache.get(1, 0).is_none());
         assert_eq!(cache.weight(), 0);
+        cache.set_capacity(1 << 20);
+        assert_eq!(cache.capacity(), 0);
     }
 }

@@ -20,6 +20,7 @@ pub fn stats(dir: Option<&Path>) -> CliResult {
         "memtables: active {} bytes, {} frozen",
         s.active_memtable_bytes, s.frozen_memtables
     ));
+    line(format!("block cache: {} of {} bytes", s.block_cache_bytes, s.block_cache_capacity));
     line(format!("{:<6} {:>8} {:>14}", "level", "tables", "bytes"));
     for (i, level) in s.levels.iter().enumerate() {
         line(format!("{:<6} {:>8} {:>14}", format!("L{i}"), level.tables, level.bytes));
