@@ -14,11 +14,11 @@ use crate::sample::Sample;
 pub fn run(
     engine: EngineKind,
     workload: Workload,
-    keys: u64,
+    size: Size,
     repeat: u32,
     dir: &Path,
 ) -> Result<()> {
-    let results = engine.run(workload, dir, Size::with_keys(keys))?;
+    let results = engine.run(workload, dir, size)?;
     let peak_rss = peak_rss_bytes();
     let mut out = std::io::stdout().lock();
     for r in &results {

@@ -12,7 +12,7 @@ mod sample;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aeternus_workloads::Workload;
+use aeternus_workloads::{Size, Values, Workload};
 use clap::{Parser, Subcommand};
 
 use crate::engines::EngineKind;
@@ -43,6 +43,8 @@ enum Command {
         workload: Workload,
         #[arg(long)]
         keys: u64,
+        #[arg(long, default_value = "mixed")]
+        values: Values,
         #[arg(long, default_value_t = 0)]
         repeat: u32,
         /// A fresh directory for the database.
@@ -56,8 +58,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Report { out } => report::write(&out),
-        Command::Child { engine, workload, keys, repeat, dir } => {
-            child::run(engine, workload, keys, repeat, &dir)
+        Command::Child { engine, workload, keys, values, repeat, dir } => {
+            child::run(engine, workload, Size::with_keys(keys).with_values(values), repeat, &dir)
         }
     };
     match result {

@@ -13,6 +13,7 @@ use crate::chart::{self, Bar};
 use crate::engines::EngineKind;
 use crate::run::{RUN_FILE, Result, RunInfo, SAMPLES_FILE};
 use crate::sample::Sample;
+use aeternus_workloads::Values;
 
 pub const REPORT_FILE: &str = "RESULTS.md";
 pub const CHART_DIR: &str = "charts";
@@ -180,10 +181,13 @@ fn markdown(
     let s = &info.size;
     let _ = writeln!(
         md,
-        "- **Size:** {} keys of 16 B with 100 B values (half random, half repeated); fillsync {} \
-         synced puts per thread count; seekrandom {} seeks of 100 `next`; deleterange {} deletes \
-         of 100 keys",
+        "- **Size:** {} keys of 16 B with 100 B values ({}); fillsync {} synced puts per thread \
+         count; seekrandom {} seeks of 100 `next`; deleterange {} deletes of 100 keys",
         thousands(s.keys as f64),
+        match s.values {
+            Values::Mixed => "half random, half repeated",
+            Values::Random => "random: incompressible",
+        },
         thousands(s.sync_ops as f64),
         thousands(s.seeks as f64),
         thousands(s.range_deletes as f64),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aeternus_workloads::{Size, Workload};
+use aeternus_workloads::{Size, Values, Workload};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// Keys per workload, other counts scaled alike; overrides --quick.
     #[arg(long, value_name = "N")]
     keys: Option<u64>,
+    /// Values written: `mixed` (half random, half repeated: compressible) or `random`
+    /// (incompressible).
+    #[arg(long, value_name = "KIND", default_value = "mixed")]
+    values: Values,
     /// Run only these engines (repeatable); all by default.
     #[arg(long = "engine", value_enum)]
     engines: Vec<EngineKind>,
@@ -77,7 +81,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         (Some(keys), _) => Size::with_keys(keys),
         (None, true) => Size::quick(),
         (None, false) => Size::full(),
-    };
+    }
+    .with_values(args.values);
     let engines = if args.engines.is_empty() { EngineKind::ALL.to_vec() } else { args.engines };
     let workloads = if args.workloads.is_empty() { Workload::ALL.to_vec() } else { args.workloads };
     if args.repeat == 0 {
@@ -156,7 +161,8 @@ fn child(
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
         .args(["child", "--engine", engine.id(), "--workload", workload.name()])
-        .args(["--keys", &size.keys.to_string(), "--repeat", &repeat.to_string()])
+        .args(["--keys", &size.keys.to_string(), "--values", size.values.name()])
+        .args(["--repeat", &repeat.to_string()])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::piped())

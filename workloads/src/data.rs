@@ -63,15 +63,52 @@ pub fn missing_key(i: u64) -> [u8; KEY_LEN] {
     k
 }
 
-/// Value of key `i` at `version`: 50 pseudo-random bytes then 50 repeated bytes.
-pub fn value(i: u64, version: u64) -> [u8; VALUE_LEN] {
-    let mut v = [b'x'; VALUE_LEN];
-    let mut rng = Rng::new(mix(i) ^ version.wrapping_mul(0xA24B_AED4_963E_E407));
-    for chunk in v[..VALUE_LEN / 2].chunks_mut(8) {
-        let bytes = rng.next_u64().to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
+/// What the values of a run look like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Values {
+    /// 50 pseudo-random bytes then 50 repeated ones: compression halves them.
+    #[default]
+    Mixed,
+    /// 100 pseudo-random bytes: incompressible.
+    Random,
+}
+
+impl Values {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Values::Mixed => "mixed",
+            Values::Random => "random",
+        }
     }
-    v
+
+    /// Value of key `i` at `version`.
+    pub fn value(self, i: u64, version: u64) -> [u8; VALUE_LEN] {
+        let mut v = [b'x'; VALUE_LEN];
+        let random = match self {
+            Values::Mixed => VALUE_LEN / 2,
+            Values::Random => VALUE_LEN,
+        };
+        let mut rng = Rng::new(mix(i) ^ version.wrapping_mul(0xA24B_AED4_963E_E407));
+        for chunk in v[..random].chunks_mut(8) {
+            let bytes = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        v
+    }
+}
+
+impl std::str::FromStr for Values {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mixed" => Ok(Values::Mixed),
+            "random" => Ok(Values::Random),
+            _ => Err(format!("unknown value kind {s:?}: expected mixed or random")),
+        }
+    }
 }
 
 /// `0..n` in a fixed random order.
@@ -101,10 +138,15 @@ mod tests {
         assert_eq!(&key(42), b"0000000000000042");
         assert_eq!(&missing_key(42), b"000000000000004x");
         assert!(key(49) < missing_key(42) && missing_key(42) < key(50));
+        let value = |i, version| Values::Mixed.value(i, version);
         assert_eq!(value(3, 1), value(3, 1));
         assert_ne!(value(3, 1), value(3, 2));
         assert_ne!(value(3, 1), value(4, 1));
         assert!(value(3, 1)[50..].iter().all(|&b| b == b'x'));
+        // Random values share the mixed ones' first half and are random throughout.
+        let random = Values::Random.value(3, 1);
+        assert_eq!(random[..48], value(3, 1)[..48]);
+        assert!(random[50..].iter().filter(|&&b| b == b'x').count() < 5);
         // Pinned: a change here changes every benchmark's data.
         assert_eq!(Rng::new(1).next_u64(), 0x910A_2DEC_8902_5CC1);
     }

@@ -19,6 +19,7 @@ mod workload;
 mod workloads;
 pub mod zipf;
 
+pub use data::Values;
 pub use engine::{Engine, Error, OpenOptions, Result};
 pub use report::{Figure, WorkloadResult, format_table};
 pub use workload::{UnknownWorkload, Workload};
@@ -27,7 +28,7 @@ pub use workloads::run;
 #[cfg(feature = "aeternusdb")]
 pub use bench_db::BenchDb;
 
-/// How big a run is.
+/// How big a run is, and what its values are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Size {
@@ -39,12 +40,21 @@ pub struct Size {
     pub seeks: u64,
     /// Range deletes (of 100 keys each) of `deleterange`.
     pub range_deletes: u64,
+    /// The kind of every value written (runs recorded before the option were mixed).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub values: Values,
 }
 
 impl Size {
     /// The spec's size: N = 1,000,000.
     pub fn full() -> Self {
-        Size { keys: 1_000_000, sync_ops: 20_000, seeks: 100_000, range_deletes: 1_000 }
+        Size {
+            keys: 1_000_000,
+            sync_ops: 20_000,
+            seeks: 100_000,
+            range_deletes: 1_000,
+            values: Values::Mixed,
+        }
     }
 
     /// The smoke size: N = 100,000, the rest scaled down alike.
@@ -62,7 +72,13 @@ impl Size {
             sync_ops: scale(full.sync_ops),
             seeks: scale(full.seeks),
             range_deletes: scale(full.range_deletes),
+            values: full.values,
         }
+    }
+
+    /// This size with values of kind `values`.
+    pub fn with_values(self, values: Values) -> Self {
+        Size { values, ..self }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::data::{KEY_LEN, Rng, VALUE_LEN, key, missing_key, seeds, shuffled, value};
+use crate::data::{KEY_LEN, Rng, VALUE_LEN, Values, key, missing_key, seeds, shuffled};
 use crate::engine::{Engine, OpenOptions, Result};
 use crate::process::{disk_bytes, storage_write_bytes};
 use crate::report::WorkloadResult;
@@ -64,6 +64,11 @@ impl Ctx<'_> {
         E::open(self.dir, &OpenOptions::default())
     }
 
+    /// Value of key `i` at `version`, of this run's kind.
+    fn value(&self, i: u64, version: u64) -> [u8; VALUE_LEN] {
+        self.size.values.value(i, version)
+    }
+
     fn tick(&self, i: u64) {
         if (i + 1).is_multiple_of(TICK) {
             self.progress.advance(TICK);
@@ -75,7 +80,7 @@ impl Ctx<'_> {
         self.progress.start(label, order.len() as u64);
         let started = Instant::now();
         for (n, &i) in order.iter().enumerate() {
-            db.put(&key(i), &value(i, 0), false)?;
+            db.put(&key(i), &self.value(i, 0), false)?;
             self.tick(n as u64);
         }
         Ok(started.elapsed())
@@ -138,7 +143,7 @@ fn fillsync<E: Engine>(ctx: &Ctx) -> Result<Vec<WorkloadResult>> {
     let started = Instant::now();
     for i in 0..ops {
         let t = Instant::now();
-        db.put(&key(i), &value(i, 0), true)?;
+        db.put(&key(i), &ctx.value(i, 0), true)?;
         record(&mut h, t);
         ctx.tick(i);
     }
@@ -154,7 +159,7 @@ fn fillsync<E: Engine>(ctx: &Ctx) -> Result<Vec<WorkloadResult>> {
                     let mut h = histogram();
                     for i in (t..ops).step_by(4) {
                         let started = Instant::now();
-                        db.put(&key(ops + i), &value(ops + i, 0), true)?;
+                        db.put(&key(ops + i), &ctx.value(ops + i, 0), true)?;
                         record(&mut h, started);
                         ctx.tick(i);
                     }
@@ -181,7 +186,7 @@ fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     ctx.progress.start("overwrite", ctx.n());
     let started = Instant::now();
     for (n, &i) in order.iter().enumerate() {
-        db.put(&key(i), &value(i, 1), false)?;
+        db.put(&key(i), &ctx.value(i, 1), false)?;
         ctx.tick(n as u64);
     }
     let elapsed = started.elapsed();
@@ -189,7 +194,7 @@ fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     // Spot-check the new versions (untimed).
     let mut ok = true;
     for &i in order.iter().step_by(97) {
-        ok &= db.get(&key(i))?.as_deref() == Some(&value(i, 1)[..]);
+        ok &= db.get(&key(i))?.as_deref() == Some(&ctx.value(i, 1)[..]);
     }
     let r = WorkloadResult::new("overwrite", ctx.n(), elapsed);
     let r = amplification(ctx, r, io_before, true)?.verified(ok);
@@ -198,7 +203,7 @@ fn overwrite<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
 }
 
 fn readrandom<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
-    random_gets::<E>(ctx, "readrandom", key, |i, got| got == Some(&value(i, 0)[..]))
+    random_gets::<E>(ctx, "readrandom", key, |i, got| got == Some(&ctx.value(i, 0)[..]))
 }
 
 fn readmissing<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
@@ -211,7 +216,7 @@ fn random_gets<E: Engine>(
     ctx: &Ctx,
     name: &str,
     key_of: fn(u64) -> [u8; KEY_LEN],
-    expected: fn(u64, Option<&[u8]>) -> bool,
+    expected: impl Fn(u64, Option<&[u8]>) -> bool,
 ) -> Result<WorkloadResult> {
     let db = ctx.loaded::<E>(name)?;
     let mut rng = Rng::new(seeds::READS);
@@ -234,13 +239,14 @@ fn random_gets<E: Engine>(
 
 /// Checks that a scan from key `first` visits consecutive keys with version-0 values.
 struct ScanCheck {
+    values: Values,
     next: u64,
     ok: bool,
 }
 
 impl ScanCheck {
     fn visit(&mut self, k: &[u8], v: &[u8]) {
-        self.ok &= k == key(self.next) && v == value(self.next, 0);
+        self.ok &= k == key(self.next) && v == self.values.value(self.next, 0);
         self.next += 1;
     }
 }
@@ -256,7 +262,7 @@ fn seekrandom<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     let started = Instant::now();
     for n in 0..seeks {
         let i = rng.below(ctx.n());
-        let mut check = ScanCheck { next: i, ok: true };
+        let mut check = ScanCheck { values: ctx.size.values, next: i, ok: true };
         let t = Instant::now();
         let count = db.scan(&key(i), NEXT as usize, &mut |k, v| check.visit(k, v))?;
         record(&mut h, t);
@@ -279,7 +285,7 @@ fn readwhilewriting<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
             let mut writes = 0;
             while !done.load(Ordering::Relaxed) {
                 let i = rng.below(n);
-                db.put(&key(i), &value(i, 1), false)?;
+                db.put(&key(i), &ctx.value(i, 1), false)?;
                 writes += 1;
             }
             Ok(writes)
@@ -295,8 +301,8 @@ fn readwhilewriting<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
                 let got = db.get(&key(i))?;
                 record(&mut h, t);
                 // Either the loaded version or the writer's.
-                ok &= got.as_deref() == Some(&value(i, 0)[..])
-                    || got.as_deref() == Some(&value(i, 1)[..]);
+                ok &= got.as_deref() == Some(&ctx.value(i, 0)[..])
+                    || got.as_deref() == Some(&ctx.value(i, 1)[..]);
                 ctx.tick(op);
             }
             Ok((started.elapsed(), h, ok))
@@ -342,7 +348,7 @@ fn deleterange<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
         while deleted[(next / WIDTH) as usize] {
             next += WIDTH;
         }
-        ok &= k == key(next) && v == value(next, 0);
+        ok &= k == key(next) && v == ctx.value(next, 0);
         next += 1;
     })?;
     let scan = scan_started.elapsed();
@@ -394,13 +400,13 @@ fn ycsb_run<E: Engine>(ctx: &Ctx, workload: u8) -> Result<WorkloadResult> {
         if p < read {
             let k = if workload == b'd' { latest.next(count, &mut rng) } else { choose(&mut rng) };
             let got = db.get(&key(k))?;
-            ok &= got.as_deref() == Some(&value(k, versions[k as usize] as u64)[..]);
+            ok &= got.as_deref() == Some(&ctx.value(k, versions[k as usize] as u64)[..]);
         } else if p < read + update {
             let k = choose(&mut rng);
             versions[k as usize] += 1;
-            db.put(&key(k), &value(k, versions[k as usize] as u64), false)?;
+            db.put(&key(k), &ctx.value(k, versions[k as usize] as u64), false)?;
         } else if p < read + update + insert {
-            db.put(&key(count), &value(count, 0), false)?;
+            db.put(&key(count), &ctx.value(count, 0), false)?;
             versions.push(0);
         } else if p < read + update + insert + scan {
             let k = choose(&mut rng);
@@ -408,17 +414,17 @@ fn ycsb_run<E: Engine>(ctx: &Ctx, workload: u8) -> Result<WorkloadResult> {
             let mut expected = k;
             let mut good = true;
             let visited = db.scan(&key(k), len as usize, &mut |kk, v| {
-                good &=
-                    kk == key(expected) && v == value(expected, versions[expected as usize] as u64);
+                good &= kk == key(expected)
+                    && v == ctx.value(expected, versions[expected as usize] as u64);
                 expected += 1;
             })?;
             ok &= good && visited as u64 == len.min(count - k);
         } else {
             let k = choose(&mut rng);
             let got = db.get(&key(k))?;
-            ok &= got.as_deref() == Some(&value(k, versions[k as usize] as u64)[..]);
+            ok &= got.as_deref() == Some(&ctx.value(k, versions[k as usize] as u64)[..]);
             versions[k as usize] += 1;
-            db.put(&key(k), &value(k, versions[k as usize] as u64), false)?;
+            db.put(&key(k), &ctx.value(k, versions[k as usize] as u64), false)?;
         }
         record(&mut h, t);
         ctx.tick(op);
@@ -443,7 +449,7 @@ fn reopen<E: Engine>(ctx: &Ctx) -> Result<WorkloadResult> {
     ctx.progress.advance(1);
     let mut ok = true;
     for &i in order.iter().step_by(97).chain(order.last()) {
-        ok &= db.get(&key(i))?.as_deref() == Some(&value(i, 0)[..]);
+        ok &= db.get(&key(i))?.as_deref() == Some(&ctx.value(i, 0)[..]);
     }
     // ops/s here is keys recovered per second of open.
     let r = WorkloadResult::new("reopen", n, elapsed)
@@ -461,10 +467,20 @@ mod tests {
 
     #[test]
     fn every_workload_verifies_on_the_reference_engine() {
-        let size = Size::with_keys(2_000);
+        every_workload_verifies_with(Values::Mixed);
+    }
+
+    #[test]
+    fn every_workload_verifies_with_incompressible_values() {
+        every_workload_verifies_with(Values::Random);
+    }
+
+    fn every_workload_verifies_with(values: Values) {
+        let size = Size::with_keys(2_000).with_values(values);
         let mut all = Vec::new();
         for (i, workload) in Workload::ALL.into_iter().enumerate() {
-            let dir = std::env::temp_dir().join(format!("aeternus-workloads-test-{i}"));
+            let dir =
+                std::env::temp_dir().join(format!("aeternus-workloads-test-{}-{i}", values.name()));
             let results = run::<MemoryEngine>(workload, &dir, size, &NoProgress).unwrap();
             assert!(!results.is_empty());
             for r in &results {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use aeternus_workloads::{BenchDb, Progress, Size, Workload, format_table, run};
+use aeternus_workloads::{BenchDb, Progress, Size, Values, Workload, format_table, run};
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Arg, Args, Command};
@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// Keys per workload, other counts scaled alike; overrides --quick (for tests).
     #[arg(long, value_name = "N", hide = true)]
     keys: Option<u64>,
+    /// Values written: `mixed` (half random, half repeated: compressible) or `random`
+    /// (incompressible).
+    #[arg(long, value_name = "KIND", default_value = "mixed")]
+    values: Values,
 }
 
 /// Parses `--workload NAME`. Unlike clap's `PossibleValuesParser`, whose error lists the
@@ -73,7 +77,8 @@ pub fn bench(dir: Option<&Path>, args: BenchArgs) -> CliResult {
         (Some(keys), _) => Size::with_keys(keys),
         (None, true) => Size::quick(),
         (None, false) => Size::full(),
-    };
+    }
+    .with_values(args.values);
     let workloads = if args.workloads.is_empty() { Workload::ALL.to_vec() } else { args.workloads };
     // A directory of our own (inside --dir if given), removed at the end.
     let root = match dir {
