@@ -123,6 +123,23 @@ impl LogWriter {
         result
     }
 
+    /// Reserves space for the log to grow to `len` bytes
+    /// ([`WritableFile::preallocate`]). Reserved space reads as zeros, which readers
+    /// take for the end of the log. A failure changes nothing and is only returned.
+    pub fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.check_usable()?;
+        self.file.preallocate(len)
+    }
+
+    /// Gives back the space reserved beyond the last record, durably: the file ends
+    /// where its last record does.
+    pub fn trim(&mut self) -> io::Result<()> {
+        self.check_usable()?;
+        let result = self.file.truncate(self.file.len());
+        self.failed = result.is_err();
+        result
+    }
+
     /// Bytes in the file, including anything written before this writer took it.
     pub fn len(&self) -> u64 {
         self.file.len()

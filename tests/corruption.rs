@@ -39,6 +39,23 @@ use common::{copy_files, key};
 /// Bytes in a WAL segment header.
 const SEGMENT_HEADER_LEN: usize = 40;
 
+/// Bytes in a log record header (`crc u32 | len u32 | type u8 | payload crc u32`).
+const RECORD_HEADER_LEN: usize = 13;
+
+/// Where the records of a WAL segment end: before the space the writer reserved
+/// ahead of them (zeros), which the file's length includes while it is being written.
+fn records_end(segment: &[u8]) -> u64 {
+    let mut at = SEGMENT_HEADER_LEN;
+    while let Some(header) = segment.get(at..at + RECORD_HEADER_LEN) {
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let len = u32::from_le_bytes(header[4..8].try_into().unwrap()) as usize;
+        at += RECORD_HEADER_LEN + len;
+    }
+    at.min(segment.len()) as u64
+}
+
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// A closed database and what it must hold.
@@ -118,10 +135,11 @@ impl Writer<'_> {
         self.state.retain(|k, _| *k < key(start) || *k >= key(end));
     }
 
-    /// Writes into the newest WAL segment, recording its size after each write.
+    /// Writes into the newest WAL segment, recording where its records end after
+    /// each write.
     fn tail_writes(&mut self, dir: &Path, base: u32, count: u32) -> Vec<(u64, State)> {
         let wal = dir.join(newest_wal(dir));
-        let size = || std::fs::metadata(&wal).unwrap().len();
+        let size = || records_end(&std::fs::read(&wal).unwrap());
         let mut tail = vec![(size(), self.state.clone())];
         for n in 0..count {
             match n % 5 {

@@ -290,8 +290,9 @@ fn a_full_disk_warns_once_and_reports_when_writes_resume() {
     for i in 0..100 {
         db.put(key(i), noise(u64::from(i), 200)).unwrap();
     }
-    // Room for the new WAL segment and the manifest edit, not for the 20 KB table.
-    fs.set_capacity(Some(fs.used_bytes() + (2 << 10)));
+    // Room for the new WAL segment and the manifest edit, not for the 20 KB table,
+    // once the current segment gave back the space it reserved ahead.
+    fs.set_capacity(Some(fs.used_bytes() - fs.reserved_bytes() + (2 << 10)));
     assert!(matches!(db.flush(), Err(Error::NoSpace { .. })));
     // Let the flush thread retry against the full disk a few times.
     std::thread::sleep(Duration::from_millis(200));

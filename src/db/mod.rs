@@ -151,8 +151,9 @@ impl DbHandle {
         // instead of waiting for compaction to catch up, and running compactions stop
         // at their next output boundary.
         self.core.background.shut_down();
-        // Waits for a group being committed; later writers see `closed`.
-        let synced = self.core.writer.lock().wal.sync();
+        // Waits for a group being committed; later writers see `closed`. The segment is
+        // left ending with its last record, so a clean reopen cuts no reserved tail.
+        let synced = self.core.writer.lock().wal.finish();
         let mut panicked = false;
         for thread in threads.drain(..) {
             panicked |= thread.join().is_err();

@@ -347,7 +347,9 @@ impl DbCore {
 
     fn rotate_memtable(&self, writer: &mut MutexGuard<'_, WriterState>) -> Result<()> {
         let number = self.new_file_number();
-        writer.wal.sync()?;
+        // Only the last segment may end in a reserved (zero) tail: replay takes one
+        // in an older segment for lost records.
+        writer.wal.finish()?;
         let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id).map_err(|e| {
             let e = self.no_space_or(e, "creating a WAL segment");
             // Nothing names the segment yet; once it is gone, nothing was changed.

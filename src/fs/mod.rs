@@ -88,6 +88,15 @@ pub trait WritableFile: Send + Sync {
     fn truncate(&mut self, _len: u64) -> io::Result<()> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+    /// Reserves disk space so that the file can grow to `len` bytes without
+    /// allocating: a sync of an append into reserved space then need not also make a
+    /// new file size and block map durable. The file reads as zeros after what was
+    /// appended, up to `len`, and appends go on at [`len`](Self::len). A
+    /// [`truncate`](Self::truncate) gives the reservation back. Files that cannot
+    /// reserve do nothing; a full disk is `StorageFull` with nothing reserved.
+    fn preallocate(&mut self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Bytes appended so far.
     fn len(&self) -> u64;
     /// True if nothing was appended.
@@ -129,6 +138,22 @@ impl WritableFile for OsWritableFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        match len.checked_sub(self.len) {
+            // Mode 0: the reserved bytes count in the file's size, so the size does not
+            // change as they are written (with `KEEP_SIZE` every sync would update it).
+            Some(more) if more > 0 => {
+                match fallocate(&self.file, FallocateFlags::empty(), self.len, more) {
+                    Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+                    result => result.map_err(io::Error::from),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {

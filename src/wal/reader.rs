@@ -168,7 +168,7 @@ mod tests {
         for i in 0..n {
             w.append(&payload(i)).unwrap();
         }
-        w.sync().unwrap();
+        w.finish().unwrap();
         dir.join(segment_file_name(number))
     }
 
@@ -215,6 +215,38 @@ mod tests {
             assert_eq!(outcome.valid_len, std::fs::metadata(&path).unwrap().len());
             assert_eq!((outcome.torn_tail, outcome.skipped_damage), (None, None));
         }
+    }
+
+    /// A segment its writer never finished (a crash) ends in reserved space, zeros:
+    /// all its records replay and the zeros are a torn tail, which only the last
+    /// segment may have.
+    #[test]
+    fn an_unfinished_segment_ends_in_a_reserved_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let mut w = WalWriter::create(&OsFs, dir.path(), 3, id).unwrap();
+        for i in 0..50 {
+            w.append(&payload(i)).unwrap();
+        }
+        w.sync().unwrap();
+        let path = dir.path().join(segment_file_name(3));
+        let size = std::fs::metadata(&path).unwrap().len();
+        let end = record_offset(50);
+        if size == end {
+            eprintln!("skipped: this filesystem does not preallocate");
+            return;
+        }
+        assert_eq!(size, super::super::writer::PREALLOCATE_STEP);
+        let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
+        assert_eq!(seen, (0..50).map(payload).collect::<Vec<_>>());
+        assert_eq!((outcome.torn_tail, outcome.valid_len), (Some(end), end));
+        let result = replay(dir.path(), 3, id, false, WalRecovery::Strict);
+        assert_eq!(expect_corruption(result, &path), end);
+        // Finished, it ends with its last record.
+        w.finish().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), end);
+        let (_, outcome) = replay(dir.path(), 3, id, false, WalRecovery::Strict).unwrap();
+        assert_eq!(outcome.torn_tail, None);
     }
 
     #[test]
@@ -298,7 +330,7 @@ mod tests {
         for p in &payloads {
             w.append(p).unwrap();
         }
-        w.sync().unwrap();
+        w.finish().unwrap();
         let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
         assert!(seen == payloads, "payloads differ");
         let path = dir.path().join(segment_file_name(3));

@@ -36,14 +36,25 @@ impl WritableFile for FaultWritableFile {
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut state = lock_for_handle(&self.state, self.epoch)?;
         state.begin(FaultKind::Write)?;
-        let free = state.capacity.map(|capacity| capacity.saturating_sub(state.used_bytes()));
-        let full = free.is_some_and(|free| free < data.len() as u64);
-        let keep = match free {
-            Some(free) if full => Some(free as usize),
+        // Reserved space ahead of the append point is written without new space.
+        let reserved = (self.inode.lock().data.len() as u64).saturating_sub(self.len);
+        let room = state
+            .capacity
+            .map(|capacity| capacity.saturating_sub(state.used_bytes()).saturating_add(reserved));
+        let full = room.is_some_and(|room| room < data.len() as u64);
+        let keep = match room {
+            Some(room) if full => Some(room as usize),
             _ => state.tear_next_write.take(),
         };
         let written = keep.map_or(data.len(), |keep| keep.min(data.len()));
-        self.inode.lock().data.extend_from_slice(&data[..written]);
+        let (start, end) = (self.len as usize, self.len as usize + written);
+        let mut inode = self.inode.lock();
+        if inode.data.len() < end {
+            inode.data.resize(end, 0);
+        }
+        inode.data[start..end].copy_from_slice(&data[..written]);
+        inode.appended = end;
+        drop(inode);
         self.len += written as u64;
         match keep {
             _ if full => Err(io::Error::from(io::ErrorKind::StorageFull)),
@@ -55,10 +66,24 @@ impl WritableFile for FaultWritableFile {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let _state = lock_for_handle(&self.state, self.epoch)?;
         let mut inode = self.inode.lock();
-        let len = len.min(inode.data.len() as u64);
-        inode.data.truncate(len as usize);
-        inode.synced_len = inode.synced_len.min(len as usize);
+        let len = len.min(self.len);
+        inode.cut(len)?;
         self.len = len;
+        Ok(())
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let state = lock_for_handle(&self.state, self.epoch)?;
+        // `used_bytes` locks every inode, this one too: measure before locking it.
+        let free = state.capacity.map(|capacity| capacity.saturating_sub(state.used_bytes()));
+        let mut inode = self.inode.lock();
+        let len = len as usize;
+        if free.is_some_and(|free| free < len.saturating_sub(inode.data.len()) as u64) {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
+        if inode.data.len() < len {
+            inode.data.resize(len, 0);
+        }
         Ok(())
     }
 
@@ -66,7 +91,8 @@ impl WritableFile for FaultWritableFile {
         let mut state = lock_for_handle(&self.state, self.epoch)?;
         state.begin(FaultKind::Sync)?;
         let mut inode = self.inode.lock();
-        inode.synced_len = inode.data.len();
+        inode.synced_len = inode.appended;
+        inode.synced_reserved = inode.data.len();
         Ok(())
     }
 

@@ -8,6 +8,9 @@
 //! - A **file** (an inode) holds its bytes and its *synced length*: the prefix made
 //!   durable by [`WritableFile::sync`]. Appends land in the live bytes at once, so a
 //!   process crash keeps them; only the synced prefix survives a power loss.
+//!   [`WritableFile::preallocate`] extends the file with zeros that appends then
+//!   overwrite; once synced, the reserved length survives a power loss too, as zeros
+//!   after the synced prefix (the unsynced appends into it are lost).
 //! - A **directory entry** maps a path to a file. Entries live in two namespaces: the
 //!   *live* one, which every operation reads and changes, and the *durable* one, which
 //!   changes only through [`FileSystem::sync_dir`]: `sync_dir(dir)` replaces the durable
@@ -118,8 +121,10 @@ impl FaultFs {
         state.live = state.durable.clone();
         for inode in state.durable.values() {
             let mut inode = inode.lock();
-            let synced_len = inode.synced_len;
+            let (synced_len, reserved) = (inode.synced_len, inode.synced_reserved);
             inode.data.truncate(synced_len);
+            inode.data.resize(synced_len.max(reserved), 0);
+            inode.appended = synced_len;
         }
         state.epoch += 1;
         state.locks.clear();
@@ -156,9 +161,15 @@ impl FaultFs {
         self.state.lock().capacity = bytes;
     }
 
-    /// Bytes held by the files the live namespace names.
+    /// Bytes held by the files the live namespace names, space reserved by
+    /// [`WritableFile::preallocate`] included.
     pub fn used_bytes(&self) -> u64 {
         self.state.lock().used_bytes()
+    }
+
+    /// Bytes reserved by [`WritableFile::preallocate`] and not yet appended to.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.state.lock().reserved_bytes()
     }
 
     /// Disarms every pending fault and torn write.
@@ -308,7 +319,9 @@ impl FileSystem for FaultFs {
         let state = self.state.lock();
         let mut inode = state.live_file(path)?.lock();
         let len = inode.cut(len)?;
-        // The cut is followed by a sync of the whole file.
+        // The cut is followed by a sync of the whole file; reserved zeros it keeps are
+        // now the file's contents.
+        inode.appended = len;
         inode.synced_len = len;
         Ok(())
     }
@@ -367,6 +380,47 @@ mod tests {
         assert!(file.append(b"x").is_err(), "handle is dead after power loss");
         assert!(file.sync().is_err());
         assert_eq!(fs.read_all(&path)?, b"synced");
+        Ok(())
+    }
+
+    #[test]
+    fn reserved_space_reads_as_zeros_and_loses_unsynced_appends_on_power_loss() -> TestResult {
+        let (fs, dir) = setup()?;
+        let path = dir.join("000001.wal");
+        let mut file = fs.create(&path)?;
+        fs.sync_dir(&dir)?;
+        file.append(b"head")?;
+        file.preallocate(16)?;
+        assert_eq!(fs.read_all(&path)?, b"head\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!((file.len(), fs.reserved_bytes()), (4, 12));
+        file.append(b"-synced")?;
+        file.sync()?;
+        file.append(b"-lost")?;
+        assert_eq!(fs.read_all(&path)?, b"head-synced-lost");
+        assert_eq!(fs.reserved_bytes(), 0);
+
+        fs.power_loss();
+        // The synced length and the synced reservation survive, the rest is zeros.
+        assert_eq!(fs.read_all(&path)?, b"head-synced\0\0\0\0\0");
+        assert_eq!(fs.reserved_bytes(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn reserving_beyond_the_disk_is_storage_full_and_truncate_gives_it_back() -> TestResult {
+        let (fs, dir) = setup()?;
+        let mut file = fs.create(&dir.join("a"))?;
+        file.append(b"0123")?;
+        fs.set_capacity(Some(10));
+        let full = file.preallocate(100).expect_err("reserved beyond the disk");
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(fs.used_bytes(), 4);
+        file.preallocate(10)?;
+        // Appending into the reservation needs no new space.
+        file.append(b"456789")?;
+        assert!(file.append(b"x").is_err());
+        file.truncate(8)?;
+        assert_eq!((fs.used_bytes(), fs.reserved_bytes()), (8, 0));
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! namespaces, the files' bytes, locks and pending faults (the model is in the parent
 //! module's documentation).
 //!
-//! Invariant: every inode's `synced_len <= data.len()`.
+//! Invariant: every inode's `synced_len <= appended <= data.len()` and
+//! `synced_reserved <= data.len()`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -15,22 +16,34 @@ use super::{FaultKind, KIND_COUNT};
 
 /// One file's contents.
 ///
-/// Invariant: `synced_len <= data.len()`.
+/// Invariant: `synced_len <= appended <= data.len()` and `synced_reserved <= data.len()`.
 #[derive(Debug, Default)]
 pub(super) struct Inode {
+    /// What the file reads as: the bytes appended, then zeros in space reserved by
+    /// [`WritableFile::preallocate`](crate::fs::WritableFile::preallocate).
     pub(super) data: Vec<u8>,
-    /// The prefix of `data` that survives a power loss.
+    /// Bytes appended: `data` beyond them is reserved space.
+    pub(super) appended: usize,
+    /// The prefix of the appended bytes that survives a power loss.
     pub(super) synced_len: usize,
+    /// The length the file has after a power loss if that is more than `synced_len`:
+    /// reserved space made durable by a sync reads as zeros, whatever was appended
+    /// into it since.
+    pub(super) synced_reserved: usize,
 }
 
 impl Inode {
     /// Cuts the bytes to their first `len`; growing a file is `InvalidInput`.
     pub(super) fn cut(&mut self, len: u64) -> io::Result<usize> {
+        // Also cuts the durable reservation: `set_len` shrinks the file for good.
         let len = usize::try_from(len)
             .ok()
             .filter(|&len| len <= self.data.len())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot grow a file"))?;
         self.data.truncate(len);
+        self.appended = self.appended.min(len);
+        self.synced_len = self.synced_len.min(len);
+        self.synced_reserved = self.synced_reserved.min(len);
         Ok(len)
     }
 }
@@ -73,6 +86,19 @@ impl State {
             .values()
             .filter(|inode| seen.insert(Arc::as_ptr(inode)))
             .map(|inode| inode.lock().data.len() as u64)
+            .sum()
+    }
+
+    /// Bytes of space reserved in live files and not yet appended to.
+    pub(super) fn reserved_bytes(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        self.live
+            .values()
+            .filter(|inode| seen.insert(Arc::as_ptr(inode)))
+            .map(|inode| {
+                let inode = inode.lock();
+                (inode.data.len() - inode.appended) as u64
+            })
             .sum()
     }
 
