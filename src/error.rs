@@ -1,7 +1,7 @@
 //! The one error type of the crate.
 //!
 //! Every fallible public function returns [`Result<T>`]. Decoders inside the
-//! crate report damage as [`Corruption`](crate::error::Corruption) (an offset and
+//! crate report damage as [`Corruption`] (an offset and
 //! a message) and the code that knows which file it was reading turns it into
 //! [`Error::Corruption`] with the file's path, so a user always learns *which*
 //! file is damaged and *where*.

@@ -326,7 +326,7 @@ fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 
 /// Removes the temporary files (`*.tmp`) a crash left behind, before open writes
 /// anything: on a full disk they may hold the very space the open needs. They are
-/// never live (see [`super::files`]). The removals are not synced: one undone by a
+/// never live (see [`crate::file_names`]). The removals are not synced: one undone by a
 /// power loss is simply repeated at the next open.
 fn remove_stale_temp_files(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     for name in fs.list_dir(dir)? {

@@ -10,7 +10,7 @@
 //! - [`builder`]: writes a table; the file layout is described there.
 //! - [`commit`]: creates a table durably (temp name, build, sync, rename, open).
 //! - [`iter`]: the two-level (index → block) scan iterator.
-//! - [`concat`]: a scan over a sorted run of tables, opening one at a time.
+//! - [`concat`](mod@concat): a scan over a sorted run of tables, opening one at a time.
 //! - this module: [`Table`], opening a file and point lookups.
 //!
 //! # Invariants

@@ -11,7 +11,7 @@
 //! 2. [`WalWriter::append`] hands the whole record to the OS before returning (it
 //!    survives a process crash); [`WalWriter::sync`] makes it survive a power loss.
 //! 3. After an I/O error the writer refuses further writes (see
-//!    [`LogWriter`](crate::log_record::LogWriter)); the database must stop writing.
+//!    [`LogWriter`]); the database must stop writing.
 //! 4. Space is reserved ahead of the records in steps of [`PREALLOCATE_STEP`]
 //!    ([`WritableFile::preallocate`](crate::fs::WritableFile::preallocate)), so a
 //!    synced append seldom changes the file's size: measured on ext4 here, 1.5× the
