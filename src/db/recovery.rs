@@ -89,8 +89,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     let tables = open_tables(&fs, dir, &state, &cache, &obsolete_tables)?;
     let mut memtables = replay_wal(&*fs, dir, &state, &segments, &options)?;
     let replayed_last_wal = state.last_wal;
-    let logs =
-        start_wal_and_manifest(&fs, dir, &mut state, &mut memtables, options.max_manifest_size)?;
+    let logs = start_wal_and_manifest(&fs, dir, &mut state, &mut memtables, &options)?;
     remove_unnamed_files(&*fs, dir, &state, replayed_last_wal, logs.manifest_number)?;
     tracing::info!(
         target: "aeternusdb::recovery",
@@ -283,14 +282,14 @@ fn start_wal_and_manifest(
     dir: &Path,
     state: &mut ManifestState,
     memtables: &mut Replayed,
-    max_manifest_size: u64,
+    options: &Options,
 ) -> Result<NewLogs> {
     let wal_number = state.next_file_number.max(1);
     let manifest_number = wal_number + 1;
     state.next_file_number = manifest_number + 1;
     let wal = WalWriter::create(&**fs, dir, wal_number, state.db_id)?;
     if memtables.frozen.is_empty() && memtables.active.is_empty() {
-        memtables.active = Memtable::new(wal_number);
+        memtables.active = Memtable::new(wal_number, options.write_buffer_size);
         memtables.active.inject_max_lsn(memtables.last_seqno);
         state.log_number = wal_number;
     } else {
@@ -298,8 +297,13 @@ fn start_wal_and_manifest(
             memtables.frozen.first().map_or(memtables.active.first_wal(), |m| m.first_wal());
     }
     state.last_wal = wal_number;
-    let manifest =
-        Manifest::create(fs.clone(), dir, manifest_number, state.clone(), max_manifest_size)?;
+    let manifest = Manifest::create(
+        fs.clone(),
+        dir,
+        manifest_number,
+        state.clone(),
+        options.max_manifest_size,
+    )?;
     Ok(NewLogs { wal, manifest, manifest_number })
 }
 

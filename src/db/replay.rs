@@ -61,7 +61,8 @@ pub(super) fn replay_wal(
 ) -> Result<Replayed> {
     let flushed_through = state.last_seqno;
     let mut frozen: Vec<Arc<Memtable>> = Vec::new();
-    let mut active = Memtable::new(segments.first().copied().unwrap_or(0));
+    let mut active =
+        Memtable::new(segments.first().copied().unwrap_or(0), options.write_buffer_size);
     active.inject_max_lsn(flushed_through);
     let mut seqnos = SeqnoContinuity::new(flushed_through);
     let mut pending = ReplayBuffer::default();
@@ -88,7 +89,7 @@ pub(super) fn replay_wal(
                 })?;
                 if active.approximate_size() + pending.bytes >= options.write_buffer_size {
                     pending.insert_into(&active);
-                    let next = Memtable::new(number);
+                    let next = Memtable::new(number, options.write_buffer_size);
                     next.inject_max_lsn(active.max_lsn());
                     frozen.push(Arc::new(std::mem::replace(&mut active, next)));
                 }

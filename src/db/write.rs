@@ -372,7 +372,7 @@ impl DbCore {
             })?;
         writer.wal = wal;
         self.install_view(|view| {
-            let fresh = Memtable::new(number);
+            let fresh = Memtable::new(number, self.options.write_buffer_size);
             fresh.inject_max_lsn(view.active.max_lsn());
             let mut frozen = Vec::with_capacity(view.frozen.len() + 1);
             frozen.push(FrozenMemtable::new(view.active.clone()));

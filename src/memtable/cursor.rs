@@ -110,7 +110,7 @@ mod tests {
     use bytes::Bytes;
 
     fn filled() -> Arc<Memtable> {
-        let m = Memtable::new(1);
+        let m = Memtable::new(1, 1 << 20);
         let mut seqno = 0;
         for i in 0..1000u32 {
             for _ in 0..(i % 3 + 1) {

@@ -19,6 +19,7 @@
 
 mod arena;
 mod cursor;
+mod key_filter;
 mod tombstones;
 
 use std::borrow::Borrow;
@@ -31,6 +32,7 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
 use arena::{ByteArena, detach};
+use key_filter::KeyFilter;
 use tombstones::MemtableTombstones;
 
 pub use cursor::MemtableCursor;
@@ -43,15 +45,16 @@ use crate::key::{
 /// What one entry costs beyond its key and value bytes, counted towards the write
 /// buffer so that `write_buffer_size` bounds the memory memtables really take: its
 /// skiplist node (the key and value structs, height and reference count, a tower of
-/// two pointers on average, the allocator's header) and its record's header in the
-/// arena. Measured: 1,000,000 puts of 16-byte keys and 100-byte values grew the
+/// two pointers on average, the allocator's header), its record's header in the
+/// arena and its byte of the key filter. Measured: 1,000,000 puts of 16-byte keys and 100-byte values grew the
 /// process by 296 bytes each, 180 beyond the data; counting 64 let a "64 MiB"
 /// memtable take 105 MiB.
 const ENTRY_OVERHEAD: usize = size_of::<InternalKey>()
     + size_of::<PointValue>()
     + 4 * size_of::<usize>()
     + 16
-    + RECORD_HEADER;
+    + RECORD_HEADER
+    + 1;
 
 /// Bytes of a put's encoding in the group record besides its key and value (tag and
 /// two varint lengths), which the arena holds with them.
@@ -167,6 +170,8 @@ pub struct Memtable {
     range_tombstones: SkipMap<InternalKey, Bytes>,
     /// The same tombstones, indexed for lookups.
     tombstone_index: MemtableTombstones,
+    /// The user keys of `points`, so most lookups of other keys skip the search.
+    keys: KeyFilter,
     /// Where the keys and values inserted by the write path live.
     arena: ByteArena,
     approximate_size: AtomicUsize,
@@ -177,12 +182,15 @@ pub struct Memtable {
 }
 
 impl Memtable {
-    /// An empty memtable whose writes start in WAL segment `first_wal`.
-    pub fn new(first_wal: u64) -> Memtable {
+    /// An empty memtable whose writes start in WAL segment `first_wal`, sized for
+    /// about `capacity` bytes of [`Memtable::approximate_size`] (the write buffer).
+    pub fn new(first_wal: u64, capacity: usize) -> Memtable {
         Memtable {
             points: SkipMap::new(),
             range_tombstones: SkipMap::new(),
             tombstone_index: MemtableTombstones::default(),
+            // Every entry's footprint is at least ENTRY_OVERHEAD, which counts its byte.
+            keys: KeyFilter::new(capacity / ENTRY_OVERHEAD),
             arena: ByteArena::default(),
             approximate_size: AtomicUsize::new(0),
             max_lsn: AtomicU64::new(0),
@@ -212,6 +220,7 @@ impl Memtable {
     /// Inserts one point version.
     pub fn insert(&self, key: Bytes, seqno: SeqNo, kind: ValueKind, value: Bytes) {
         let size = Memtable::footprint(key.len(), value.len());
+        self.keys.insert(&key);
         self.points.insert(InternalKey::new(key, seqno), PointValue { kind, value });
         self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
         self.inject_max_lsn(seqno);
@@ -260,6 +269,9 @@ impl Memtable {
     /// the 1 MiB chunk (or larger payload) it lives in alive; a larger value is a
     /// slice of memory at most 8 times its size (see `arena`).
     pub fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<KeyVersion> {
+        if !self.keys.may_contain(key) {
+            return None;
+        }
         let probe = Probe::new(key, snapshot);
         let probe: &dyn KeyView = &probe;
         let found = self.points.lower_bound(Bound::Included(probe))?;
@@ -370,7 +382,7 @@ mod tests {
 
     #[test]
     fn get_returns_newest_visible_version() {
-        let m = Memtable::new(1);
+        let m = Memtable::new(1, 1 << 20);
         m.insert(b("k"), 1, ValueKind::Put, b("v1"));
         m.insert(b("k"), 3, ValueKind::Put, b("v3"));
         m.insert(b("k"), 5, ValueKind::Delete, Bytes::new());
@@ -386,7 +398,7 @@ mod tests {
 
     #[test]
     fn covering_tombstones_respect_range_and_snapshot() {
-        let m = Memtable::new(1);
+        let m = Memtable::new(1, 1 << 20);
         m.insert_range_tombstone(b("b"), b("d"), 7);
         m.insert_range_tombstone(b("a"), b("c"), 9);
         assert_eq!(m.max_covering_tombstone(b"b", 100), Some(9));
@@ -401,7 +413,7 @@ mod tests {
     /// as the commit leader does; readers at the published seqno must find it.
     #[test]
     fn readers_find_every_published_tombstone() {
-        let m = Arc::new(Memtable::new(1));
+        let m = Arc::new(Memtable::new(1, 1 << 20));
         let published = Arc::new(AtomicU64::new(0));
         let readers: Vec<_> = (0..2)
             .map(|_| {
@@ -431,7 +443,7 @@ mod tests {
 
     #[test]
     fn flush_iterators_keep_every_version_in_order() {
-        let m = Memtable::new(1);
+        let m = Memtable::new(1, 1 << 20);
         m.insert(b("b"), 2, ValueKind::Put, b("x"));
         m.insert(b("a"), 1, ValueKind::Put, b("y"));
         m.insert(b("b"), 3, ValueKind::Delete, Bytes::new());
@@ -462,7 +474,7 @@ mod tests {
 
     #[test]
     fn inject_max_lsn_only_grows() {
-        let m = Memtable::new(1);
+        let m = Memtable::new(1, 1 << 20);
         m.inject_max_lsn(10);
         m.inject_max_lsn(4);
         assert_eq!(m.max_lsn(), 10);
