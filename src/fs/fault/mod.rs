@@ -200,9 +200,7 @@ impl FaultFs {
     /// Cuts a live file to `len` bytes; the cut survives a power loss.
     pub fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let state = self.state.lock();
-        let mut inode = state.live_file(path)?.lock();
-        let len = inode.cut(len)?;
-        inode.synced_len = inode.synced_len.min(len);
+        state.live_file(path)?.lock().cut(len)?;
         Ok(())
     }
 

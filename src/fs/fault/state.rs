@@ -33,9 +33,9 @@ pub(super) struct Inode {
 }
 
 impl Inode {
-    /// Cuts the bytes to their first `len`; growing a file is `InvalidInput`.
+    /// Cuts the bytes to their first `len`, and with them whatever was appended,
+    /// synced or reserved beyond it; growing a file is `InvalidInput`.
     pub(super) fn cut(&mut self, len: u64) -> io::Result<usize> {
-        // Also cuts the durable reservation: `set_len` shrinks the file for good.
         let len = usize::try_from(len)
             .ok()
             .filter(|&len| len <= self.data.len())
@@ -81,24 +81,22 @@ impl State {
     /// Bytes held by the files the live namespace names (as on a real disk, a removed
     /// file's space is free at once, whatever a power loss would bring back).
     pub(super) fn used_bytes(&self) -> u64 {
-        let mut seen = std::collections::HashSet::new();
-        self.live
-            .values()
-            .filter(|inode| seen.insert(Arc::as_ptr(inode)))
-            .map(|inode| inode.lock().data.len() as u64)
-            .sum()
+        self.sum_over_live_files(|inode| inode.data.len())
     }
 
     /// Bytes of space reserved in live files and not yet appended to.
     pub(super) fn reserved_bytes(&self) -> u64 {
+        self.sum_over_live_files(|inode| inode.data.len() - inode.appended)
+    }
+
+    /// `bytes` summed over the files the live namespace names, each counted once
+    /// however many names it has.
+    fn sum_over_live_files(&self, bytes: impl Fn(&Inode) -> usize) -> u64 {
         let mut seen = std::collections::HashSet::new();
         self.live
             .values()
             .filter(|inode| seen.insert(Arc::as_ptr(inode)))
-            .map(|inode| {
-                let inode = inode.lock();
-                (inode.data.len() - inode.appended) as u64
-            })
+            .map(|inode| bytes(&inode.lock()) as u64)
             .sum()
     }
 
