@@ -123,7 +123,7 @@ impl TableIter {
             self.front_block += 1;
         } else {
             self.front_started = true;
-            self.front_block = lower.as_ref().map_or(0, |l| table.seek_index(l, MAX_SEQNO));
+            self.front_block = lower.as_ref().map_or(0, |l| table.index.seek(l, MAX_SEQNO));
         }
         if self.front_block >= table.index.len()
             || self.back_pos.is_some_and(|(b, _)| self.front_block > b)
@@ -152,8 +152,8 @@ impl TableIter {
         } else {
             self.back_started = true;
             let first_after = match &self.upper {
-                Bound::Included(u) => table.seek_index(u, 0),
-                Bound::Excluded(u) => table.seek_index(u, MAX_SEQNO),
+                Bound::Included(u) => table.index.seek(u, 0),
+                Bound::Excluded(u) => table.index.seek(u, MAX_SEQNO),
                 Bound::Unbounded => table.index.len(),
             };
             self.back_block = first_after.min(table.index.len() - 1);

@@ -36,6 +36,7 @@ pub mod concat;
 pub mod filter;
 pub mod footer;
 pub mod framing;
+mod index;
 pub mod iter;
 pub mod properties;
 
@@ -44,29 +45,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::coding::Decoder;
 use crate::error::{Corruption, Result};
 use crate::fs::{FileSystem, RandomAccessFile};
-use crate::key::{KeyVersion, RangeTombstone, SeqNo, ValueKind, compare_internal, key_prefix};
+use crate::key::{KeyVersion, RangeTombstone, SeqNo, ValueKind};
 
 use block::{Block, BlockGet};
 use cache::BlockCache;
 use filter::BloomFilter;
-use footer::{BLOCK_HANDLE_SIZE, BlockHandle, FOOTER_SIZE, Footer};
+use footer::{BlockHandle, FOOTER_SIZE, Footer};
 use framing::decode_block;
+use index::BlockIndex;
 use properties::Properties;
 
 pub use crate::file_names::table_file_name;
 pub use builder::{TableBuilder, TableOptions};
 pub use commit::{NewTable, write_table};
-
-/// One index entry: a data block and the last internal key in it.
-#[derive(Debug, Clone)]
-struct IndexEntry {
-    last_key: Bytes,
-    last_seqno: SeqNo,
-    handle: BlockHandle,
-}
 
 /// An open table file.
 pub struct Table {
@@ -76,12 +69,7 @@ pub struct Table {
     file_size: u64,
     cache: Arc<BlockCache>,
     properties: Properties,
-    index: Vec<IndexEntry>,
-    /// `key_prefix` of each index entry's last key, in a dense array of its own: the
-    /// index search runs on it and touches `index` only among equal prefixes, so a
-    /// lookup misses the CPU cache a few times, not once per step (profiled: the
-    /// search of the 80-byte entries was 16% of a random get).
-    index_prefixes: Vec<u128>,
+    index: BlockIndex,
     filter: BloomFilter,
     range_tombstones: Vec<RangeTombstone>,
 }
@@ -128,26 +116,8 @@ impl Table {
 
         let index_block =
             Block::decode(read(footer.index)?, footer.index.offset).map_err(|c| c.in_file(path))?;
-        let mut index: Vec<IndexEntry> = Vec::new();
-        let data_end = footer.filter.offset;
-        for entry in index_block.iter() {
-            let entry = entry.map_err(|c| c.in_file(path))?;
-            let at = footer.index.offset;
-            let handle = BlockHandle::decode_from(&mut Decoder::new(&entry.value))
-                .filter(|_| entry.value.len() == BLOCK_HANDLE_SIZE)
-                .ok_or_else(|| corrupt(at, "bad block handle in index".into()))?;
-            let expected_offset = index.last().map_or(0, |e| e.handle.end());
-            if handle.offset != expected_offset || handle.end() > data_end {
-                return Err(corrupt(at, format!("index entry {handle:?} out of place")));
-            }
-            if let Some(last) = index.last()
-                && compare_internal(&last.last_key, last.last_seqno, &entry.key, entry.seqno)
-                    .is_ge()
-            {
-                return Err(corrupt(at, "index keys out of order".into()));
-            }
-            index.push(IndexEntry { last_key: entry.key, last_seqno: entry.seqno, handle });
-        }
+        let index = BlockIndex::decode(&index_block, footer.index.offset, footer.filter.offset)
+            .map_err(|c| c.in_file(path))?;
         if index.len() as u64 != properties.data_block_count {
             return Err(corrupt(footer.index.offset, "index and properties disagree".into()));
         }
@@ -179,7 +149,6 @@ impl Table {
             file_size,
             cache,
             properties,
-            index_prefixes: index.iter().map(|e| key_prefix(&e.last_key)).collect(),
             index,
             filter,
             range_tombstones,
@@ -226,7 +195,7 @@ impl Table {
         if !self.may_contain(key) {
             return Ok(None);
         }
-        let first = self.seek_index(key, snapshot);
+        let first = self.index.seek(key, snapshot);
         for i in first..self.index.len() {
             let block = self.data_block(i, true)?;
             match block.get(key, snapshot).map_err(|c| c.in_file(&self.path))? {
@@ -243,25 +212,10 @@ impl Table {
         Ok(None)
     }
 
-    /// The first data block whose last internal key is `>= (key, seqno)`
-    /// (`index.len()` if none).
-    fn seek_index(&self, key: &[u8], seqno: SeqNo) -> usize {
-        // Prefixes order blocks wherever they differ; only equal ones need the keys.
-        let prefix = key_prefix(key);
-        let below = self.index_prefixes.partition_point(|p| *p < prefix);
-        let rest = self.index_prefixes.get(below..).unwrap_or_default();
-        let equal = rest.partition_point(|p| *p == prefix);
-        let candidates = self.index.get(below..below + equal).unwrap_or_default();
-        below
-            + candidates.partition_point(|e| {
-                compare_internal(&e.last_key, e.last_seqno, key, seqno).is_lt()
-            })
-    }
-
     /// Data block `i` of the index, from the cache or the file; a block read from the
     /// file is cached if `fill_cache`.
     fn data_block(&self, i: usize, fill_cache: bool) -> Result<Block> {
-        let handle = self.index.get(i).map(|e| e.handle).unwrap_or_default();
+        let handle = self.index.handle(i);
         if let Some(block) = self.cache.get(self.id, handle.offset) {
             return Ok(block);
         }
