@@ -134,8 +134,7 @@ impl BlockIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::MAX_SEQNO;
-    use crate::key::ValueKind;
+    use crate::key::{MAX_SEQNO, ValueKind};
     use crate::sstable::block::BlockBuilder;
     use bytes::Bytes;
 

@@ -9,6 +9,7 @@
 //! - [`footer`]: block handles and the fixed-size footer.
 //! - [`builder`]: writes a table; the file layout is described there.
 //! - [`commit`]: creates a table durably (temp name, build, sync, rename, open).
+//! - [`index`]: the index in memory, flat arrays searched by internal key.
 //! - [`iter`]: the two-level (index → block) scan iterator.
 //! - [`concat`](mod@concat): a scan over a sorted run of tables, opening one at a time.
 //! - this module: [`Table`], opening a file and point lookups.
