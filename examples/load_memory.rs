@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aeternusdb::{Db, Options};
+use aeternusdb::{Db, Options, Stats};
 
 /// A field of `/proc/self/status` in MiB (Linux; 0 elsewhere).
 fn status_mib(field: &str) -> u64 {
@@ -28,10 +28,9 @@ fn status_mib(field: &str) -> u64 {
 
 /// Memory the engine counts: the active memtable, the frozen ones at up to a full
 /// write buffer each, and the block cache.
-fn budgeted_mib(db: &Db, write_buffer: u64) -> aeternusdb::Result<u64> {
-    let stats = db.stats()?;
+fn budgeted_mib(stats: &Stats, write_buffer: u64) -> u64 {
     let frozen = stats.frozen_memtables as u64 * write_buffer;
-    Ok((stats.active_memtable_bytes + frozen + stats.block_cache_bytes) >> 20)
+    (stats.active_memtable_bytes + frozen + stats.block_cache_bytes) >> 20
 }
 
 fn main() -> aeternusdb::Result<()> {
@@ -47,11 +46,11 @@ fn main() -> aeternusdb::Result<()> {
             let (mut high, mut most_budgeted) = (0, 0);
             while !loaded.load(Ordering::Relaxed) {
                 let rss = status_mib("VmRSS:");
-                let budgeted = budgeted_mib(&db, write_buffer)?;
+                let stats = db.stats()?;
+                let budgeted = budgeted_mib(&stats, write_buffer);
                 most_budgeted = most_budgeted.max(budgeted);
                 if rss > high {
                     high = rss;
-                    let stats = db.stats()?;
                     let level0 = stats.levels.first().map_or(0, |l| l.tables);
                     println!(
                         "rss {rss} MiB, budgeted {budgeted} MiB (frozen memtables {}, \
