@@ -9,12 +9,13 @@
 //! readers filter by seqno, so this never changes what a snapshot shows.
 
 use std::collections::VecDeque;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::key::Entry;
 
-use super::{InternalKey, Memtable, internal_bounds};
+use super::skiplist::NodeRef;
+use super::{InternalKey, Memtable, PointValue, internal_bounds};
 
 const FIRST_CHUNK: usize = 8;
 const MAX_CHUNK: usize = 256;
@@ -60,22 +61,26 @@ impl MemtableCursor {
     }
 
     fn refill(&mut self) {
-        let range = (self.lower.clone(), self.upper.clone());
-        let to_entry =
-            |e: crossbeam_skiplist::map::Entry<'_, InternalKey, super::PointValue>| Entry {
-                key: e.key().user_key.clone(),
-                seqno: e.key().seqno,
-                kind: e.value().kind,
-                value: e.value().value.clone(),
-            };
         let points = self.memtable.points();
-        match self.direction {
-            Direction::Forward => {
-                self.buffer.extend(points.range(range).take(self.chunk).map(to_entry))
+        let range = (self.lower.as_ref(), self.upper.as_ref());
+        let to_entry = |n: NodeRef<'_, PointValue>| Entry {
+            key: n.key().user_key.clone(),
+            seqno: n.key().seqno,
+            kind: n.value().kind,
+            value: n.value().value.clone(),
+        };
+        let forward = self.direction == Direction::Forward;
+        let mut at = if forward {
+            points.lower_bound(self.lower.as_ref())
+        } else {
+            points.upper_bound(self.upper.as_ref())
+        };
+        while let Some(node) = at.filter(|n| range.contains(n.key())) {
+            self.buffer.push_back(to_entry(node));
+            if self.buffer.len() == self.chunk {
+                break;
             }
-            Direction::Backward => {
-                self.buffer.extend(points.range(range).rev().take(self.chunk).map(to_entry))
-            }
+            at = if forward { points.next(node) } else { points.prev(node) };
         }
         if self.buffer.len() < self.chunk {
             self.exhausted = true;

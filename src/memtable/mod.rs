@@ -1,7 +1,7 @@
 //! The in-memory write buffer.
 //!
 //! # Design invariants
-//! 1. Two separate sorted structures: point entries in a lock-free skiplist ordered
+//! 1. Two separate sorted structures: point entries in a skiplist ([`skiplist`]) ordered
 //!    `(key ASC, seqno DESC)`, range tombstones in their own skiplist ordered
 //!    `(start ASC, seqno DESC)`. Readers merge them at read time; nothing is collapsed.
 //!    The tombstones are also indexed for lookups ([`tombstones`]): the skiplist is
@@ -20,19 +20,18 @@
 mod arena;
 mod cursor;
 mod key_filter;
+mod skiplist;
 mod tombstones;
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::ops::{Bound, Deref};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
-use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
-
 use arena::{ByteArena, detach};
+use bytes::Bytes;
 use key_filter::KeyFilter;
+use skiplist::SkipList;
 use tombstones::MemtableTombstones;
 
 pub use cursor::MemtableCursor;
@@ -44,17 +43,13 @@ use crate::key::{
 
 /// What one entry costs beyond its key and value bytes, counted towards the write
 /// buffer so that `write_buffer_size` bounds the memory memtables really take: its
-/// skiplist node (the key and value structs, height and reference count, a tower of
-/// two pointers on average, the allocator's header), its record's header in the
-/// arena and its byte of the key filter. Measured: 1,000,000 puts of 16-byte keys and 100-byte values grew the
-/// process by 296 bytes each, 180 beyond the data; counting 64 let a "64 MiB"
-/// memtable take 105 MiB.
-const ENTRY_OVERHEAD: usize = size_of::<InternalKey>()
-    + size_of::<PointValue>()
-    + 4 * size_of::<usize>()
-    + 16
-    + RECORD_HEADER
-    + 1;
+/// skiplist node (the key and value structs), the node's tower of links (4/3 on
+/// average, counted as two to cover the end of each chunk), its record's header in the
+/// arena and its byte of the key filter. Measured with `examples/memtable_memory`:
+/// 1,000,000 puts of 16-byte keys and 100-byte values grew the process by 246 bytes
+/// each against 237 counted (1.04×; crossbeam-skiplist's nodes made it 296).
+const ENTRY_OVERHEAD: usize =
+    size_of::<InternalKey>() + size_of::<PointValue>() + 2 * size_of::<usize>() + RECORD_HEADER + 1;
 
 /// Bytes of a put's encoding in the group record besides its key and value (tag and
 /// two varint lengths), which the arena holds with them.
@@ -67,16 +62,20 @@ const RECORD_HEADER: usize = 8;
 /// decides most comparisons without following the pointer to the key bytes. Padding
 /// with zeros preserves order: two keys whose padded prefixes differ compare the same
 /// way as the keys themselves (profiled: fillrandom spent ~40% in skiplist search).
+///
+/// The prefix is stored as two `u64` halves rather than a `u128`, whose 16-byte
+/// alignment would pad every skiplist node by 16 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct InternalKey {
-    prefix: u128,
+    prefix: [u64; 2],
     pub(crate) user_key: Bytes,
     pub(crate) seqno: SeqNo,
 }
 
 impl InternalKey {
     pub(crate) fn new(user_key: Bytes, seqno: SeqNo) -> InternalKey {
-        InternalKey { prefix: key_prefix(&user_key), user_key, seqno }
+        let prefix = key_prefix(&user_key);
+        InternalKey { prefix: [(prefix >> 64) as u64, prefix as u64], user_key, seqno }
     }
 }
 
@@ -87,7 +86,8 @@ pub(crate) trait KeyView {
 
 impl KeyView for InternalKey {
     fn parts(&self) -> (u128, &[u8], SeqNo) {
-        (self.prefix, &self.user_key, self.seqno)
+        let [high, low] = self.prefix;
+        ((u128::from(high) << 64) | u128::from(low), &self.user_key, self.seqno)
     }
 }
 
@@ -110,33 +110,10 @@ impl KeyView for Probe<'_> {
     }
 }
 
-impl<'a> Borrow<dyn KeyView + 'a> for InternalKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-fn compare_views(a: &dyn KeyView, b: &dyn KeyView) -> Ordering {
+fn compare_keys<A: KeyView + ?Sized, B: KeyView + ?Sized>(a: &A, b: &B) -> Ordering {
     let (pa, ka, sa) = a.parts();
     let (pb, kb, sb) = b.parts();
     pa.cmp(&pb).then_with(|| compare_internal(ka, sa, kb, sb))
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for dyn KeyView + '_ {}
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare_views(self, other)
-    }
 }
 
 impl PartialEq for InternalKey {
@@ -152,7 +129,7 @@ impl PartialOrd for InternalKey {
 }
 impl Ord for InternalKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_views(self, other)
+        compare_keys(self, other)
     }
 }
 
@@ -166,8 +143,8 @@ pub(crate) struct PointValue {
 /// The active, writable memtable.
 #[derive(Debug)]
 pub struct Memtable {
-    points: SkipMap<InternalKey, PointValue>,
-    range_tombstones: SkipMap<InternalKey, Bytes>,
+    points: SkipList<PointValue>,
+    range_tombstones: SkipList<Bytes>,
     /// The same tombstones, indexed for lookups.
     tombstone_index: MemtableTombstones,
     /// The user keys of `points`, so most lookups of other keys skip the search.
@@ -186,8 +163,8 @@ impl Memtable {
     /// about `capacity` bytes of [`Memtable::approximate_size`] (the write buffer).
     pub fn new(first_wal: u64, capacity: usize) -> Memtable {
         Memtable {
-            points: SkipMap::new(),
-            range_tombstones: SkipMap::new(),
+            points: SkipList::new(),
+            range_tombstones: SkipList::new(),
             tombstone_index: MemtableTombstones::default(),
             // Every entry's footprint is at least ENTRY_OVERHEAD, which counts its byte.
             keys: KeyFilter::new(capacity / ENTRY_OVERHEAD),
@@ -217,24 +194,28 @@ impl Memtable {
         arena::settle(value, payload_len)
     }
 
-    /// Inserts one point version.
+    /// Inserts one point version. A version already present (the same key and seqno,
+    /// which only recovery after skipped WAL damage can produce) is kept as it was.
     pub fn insert(&self, key: Bytes, seqno: SeqNo, kind: ValueKind, value: Bytes) {
         let size = Memtable::footprint(key.len(), value.len());
         self.keys.insert(&key);
-        self.points.insert(InternalKey::new(key, seqno), PointValue { kind, value });
-        self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
+        if self.points.insert(InternalKey::new(key, seqno), PointValue { kind, value }) {
+            self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
+        }
         self.inject_max_lsn(seqno);
     }
 
-    /// Inserts a range tombstone over `[start, end)`.
+    /// Inserts a range tombstone over `[start, end)`; like [`Memtable::insert`], one
+    /// with the start and seqno of one present is not inserted again.
     pub fn insert_range_tombstone(&self, start: Bytes, end: Bytes, seqno: SeqNo) {
         let size = start.len() + end.len() + ENTRY_OVERHEAD;
         let tombstone = RangeTombstone { start: start.clone(), end: end.clone(), seqno };
-        self.range_tombstones.insert(InternalKey::new(start, seqno), end);
-        // Indexed before the seqno is published (the caller publishes it after the
-        // insert returns), so every reader that can see it finds it.
-        self.tombstone_index.insert(tombstone);
-        self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
+        if self.range_tombstones.insert(InternalKey::new(start, seqno), end) {
+            // Indexed before the seqno is published (the caller publishes it after the
+            // insert returns), so every reader that can see it finds it.
+            self.tombstone_index.insert(tombstone);
+            self.approximate_size.fetch_add(size, AtomicOrdering::Relaxed);
+        }
         self.inject_max_lsn(seqno);
     }
 
@@ -273,8 +254,7 @@ impl Memtable {
             return None;
         }
         let probe = Probe::new(key, snapshot);
-        let probe: &dyn KeyView = &probe;
-        let found = self.points.lower_bound(Bound::Included(probe))?;
+        let found = self.points.lower_bound(Bound::Included(&probe))?;
         let ikey = found.key();
         if ikey.user_key.as_ref() != key {
             return None;
@@ -320,7 +300,7 @@ impl Memtable {
         self.points.len()
     }
 
-    pub(crate) fn points(&self) -> &SkipMap<InternalKey, PointValue> {
+    pub(crate) fn points(&self) -> &SkipList<PointValue> {
         &self.points
     }
 }
@@ -466,9 +446,7 @@ mod tests {
             let (ka, kb) = (InternalKey::new(Bytes::from(a.clone()), sa), InternalKey::new(Bytes::from(b.clone()), sb));
             proptest::prop_assert_eq!(ka.cmp(&kb), compare_internal(&a, sa, &b, sb));
             let probe = Probe::new(&b, sb);
-            let probe: &dyn KeyView = &probe;
-            let ka: &dyn KeyView = &ka;
-            proptest::prop_assert_eq!(ka.cmp(probe), compare_internal(&a, sa, &b, sb));
+            proptest::prop_assert_eq!(compare_keys(&ka, &probe), compare_internal(&a, sa, &b, sb));
         }
     }
 
