@@ -21,8 +21,12 @@
 //!    empty and descends.
 //! 4. **Keys are unique.** Inserting a key already present is refused: a node cannot
 //!    be replaced while readers may hold it. The write path never repeats an internal
-//!    key (seqnos are unique); recovery that skipped WAL damage might, and then one
-//!    of the two (the one inserted first) is kept.
+//!    key (seqnos are unique); recovery that skipped WAL damage might, and then the
+//!    one inserted first is kept. For points, replay sorts a group's entries with an
+//!    unstable sort, so which copy that is was never defined; range tombstones are
+//!    inserted in log order, so the earlier copy wins, and the tombstone index (which
+//!    the memtable fills only for accepted inserts) agrees with the list, where with
+//!    crossbeam's replacing insert the index kept both copies and the map the later.
 //!
 //! # Byte layout of a node in its chunk
 //! ```text
@@ -37,8 +41,9 @@
 //! # Verification
 //! The unit tests below also run under Miri (`MIRIFLAGS=-Zmiri-disable-isolation
 //! cargo +nightly miri test --lib memtable::skiplist`; proptest reads the working
-//! directory), which checks the pointer arithmetic and, for the concurrent test, the
-//! atomics' orderings.
+//! directory; all six passed at 09436bb), which checks the pointer arithmetic and
+//! provenance and, for the concurrent test, samples weak-memory behaviours of the
+//! atomics: evidence for the orderings above, not a proof over every interleaving.
 
 use std::alloc::{self, Layout};
 use std::cmp::Ordering;
@@ -271,14 +276,15 @@ impl<V> SkipList<V> {
         before.map(|node| NodeRef { node, _list: PhantomData })
     }
 
-    /// The node after `node`.
-    pub(crate) fn next(&self, node: NodeRef<'_, V>) -> Option<NodeRef<'_, V>> {
+    /// The node after `node`. Both share one lifetime: a handle from another, shorter
+    /// lived list must not come back as one that outlives it.
+    pub(crate) fn next<'a>(&'a self, node: NodeRef<'a, V>) -> Option<NodeRef<'a, V>> {
         // SAFETY: `node` came from this list, so it is linked at level 0.
         self.node(unsafe { Node::link(node.node, 0) }.load(Acquire))
     }
 
     /// The node before `node`: a search, since nodes have no backward links.
-    pub(crate) fn prev(&self, node: NodeRef<'_, V>) -> Option<NodeRef<'_, V>> {
+    pub(crate) fn prev<'a>(&'a self, node: NodeRef<'a, V>) -> Option<NodeRef<'a, V>> {
         self.upper_bound(Bound::Excluded(node.key()))
     }
 
@@ -337,6 +343,9 @@ impl Chunks {
     /// Room for a `Node<V>` with a tower of `height` links below it, uninitialised;
     /// the pointer is to the node.
     fn allocate<V>(&mut self, height: usize) -> NonNull<Node<V>> {
+        // Links sit at multiples of the node's alignment minus multiples of 8: aligned
+        // only if the node is at least pointer-aligned (it holds a `Bytes`).
+        const { assert!(align_of::<Node<V>>() >= align_of::<Link<V>>()) };
         let node = Layout::new::<Node<V>>();
         let tower = height * size_of::<Link<V>>();
         loop {
@@ -349,7 +358,7 @@ impl Chunks {
                 }
             }
             let size = self.chunks.last().map_or(FIRST_CHUNK, |c| c.layout.size() * 2);
-            let align = node.align().max(align_of::<Link<V>>());
+            let align = node.align();
             // A fresh chunk always fits the node, whatever its size.
             let fits = tower.next_multiple_of(node.align()) + node.size();
             self.chunks.push(Chunk::new(size.min(MAX_CHUNK).max(fits), align));
