@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -48,6 +48,10 @@ pub struct TableHandle {
     pub tombstones: TombstoneIndex,
     /// What the manifest records about it.
     pub meta: TableMeta,
+    /// Scans that read this table beside another table while it is in level 0: the
+    /// reads a compaction of it into the base level would make cheaper
+    /// ([`Version::charge_scan`]).
+    pub scans: AtomicU64,
     file: Arc<TableFile>,
 }
 
@@ -112,7 +116,7 @@ impl TableHandle {
         let tombstones = TombstoneIndex::new(table.range_tombstones().iter().cloned());
         let path = table.path().to_path_buf();
         let file = Arc::new(TableFile { deleter, path, obsolete: AtomicBool::new(false) });
-        TableHandle { table, tombstones, meta, file }
+        TableHandle { table, tombstones, meta, scans: AtomicU64::new(0), file }
     }
 
     /// A handle on the same file at another level (a trivial move).
@@ -121,6 +125,7 @@ impl TableHandle {
             table: self.table.clone(),
             tombstones: self.tombstones.clone(),
             meta: TableMeta { level, ..self.meta.clone() },
+            scans: AtomicU64::new(0),
             file: self.file.clone(),
         }
     }
@@ -200,6 +205,44 @@ impl Version {
     pub fn table_count(&self) -> usize {
         self.levels.iter().map(Vec::len).sum()
     }
+
+    /// Counts a scan of `(lower, upper)` against each level-0 table it reads, when it
+    /// reads more than one table: each such table is a source the scan would not merge
+    /// if level 0 were compacted into the base level (memtables are not counted; they
+    /// are flushed anyway). True when a count reached a multiple of
+    /// [`SCAN_WAKE_INTERVAL`], so that the compaction threads weigh the counts again.
+    pub fn charge_scan(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
+        let Some((level0, deeper)) = self.levels.split_first() else {
+            return false;
+        };
+        let read = || level0.iter().filter(|h| h.overlaps(lower, upper));
+        let level0_read = read().count();
+        if level0_read == 0 {
+            return false;
+        }
+        let deeper_read = deeper.iter().filter(|run| run_overlaps(run, lower, upper)).count();
+        if level0_read + deeper_read < 2 {
+            return false;
+        }
+        read().fold(false, |wake, handle| {
+            let scans = handle.scans.fetch_add(1, Ordering::Relaxed) + 1;
+            wake | scans.is_multiple_of(SCAN_WAKE_INTERVAL)
+        })
+    }
+}
+
+/// How many scans counted against a level-0 table ([`Version::charge_scan`]) apart the
+/// compaction threads are woken to weigh the counts.
+pub const SCAN_WAKE_INTERVAL: u64 = 256;
+
+/// True if a table of the sorted run `run` may intersect `(lower, upper)`.
+fn run_overlaps(run: &[Arc<TableHandle>], lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
+    let first = match lower {
+        Bound::Included(k) => run.partition_point(|t| t.meta.largest.as_ref() < k),
+        Bound::Excluded(k) => run.partition_point(|t| t.meta.largest.as_ref() <= k),
+        Bound::Unbounded => 0,
+    };
+    run.get(first).is_some_and(|t| t.overlaps(lower, upper))
 }
 
 /// Everything a read needs: memtables and the current version. Cloning it clones

@@ -590,3 +590,58 @@ fn concurrent_manual_compactions_do_not_collide() {
         assert_matches(&db, &model, name);
     }
 }
+
+/// A level-0 table that scans keep merging with the run below is compacted into it
+/// once the scans have cost about what the compaction does (leveled; size-tiered
+/// keeps every table in level 0 and ignores scans), and nothing is lost.
+#[test]
+fn scans_compact_a_lingering_level0_table_under_leveled_only() {
+    for (name, compaction) in strategies() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), options(compaction)).unwrap();
+        let mut model = Model::new();
+        for i in 0..3000 {
+            let (k, v) = (key16(i), noise(u64::from(i), 100));
+            db.put(&k, &v).unwrap();
+            model.put(&k, &v);
+        }
+        db.compact().unwrap();
+        for i in (0..3000).step_by(100) {
+            let (k, v) = (key16(i), noise(u64::from(i) + 1, 100));
+            db.put(&k, &v).unwrap();
+            model.put(&k, &v);
+        }
+        db.flush().unwrap();
+        let level0 = |db: &Db| db.stats().unwrap().levels[0].tables;
+        let expect_compacted = name == "leveled";
+        // Size-tiered keeps the compacted table in level 0 too.
+        let flushed = if expect_compacted { 1 } else { 2 };
+        assert_eq!(level0(&db), flushed, "{name}: one small flush left above the compacted data");
+        let compactions = db.stats().unwrap().compactions;
+        let scan = |i: u32| {
+            let got = collect(db.range(key16(i)..).unwrap().take(10));
+            assert_eq!(got, model.range(key16(i)..).into_iter().take(10).collect::<Vec<_>>());
+        };
+        // Far fewer scans than the ~300 KiB the compaction would rewrite are worth
+        // (about 1,200 at SCAN_COST_BYTES).
+        for i in 0..300 {
+            scan(i * 29 % 3000);
+        }
+        assert_eq!(db.stats().unwrap().compactions, compactions, "{name}: compacted early");
+        for i in 0..2000 {
+            scan(i * 31 % 3000);
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while expect_compacted && level0(&db) > 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let stats = db.stats().unwrap();
+        if expect_compacted {
+            assert_eq!(stats.levels[0].tables, 0, "{name}: scans triggered no compaction");
+        } else {
+            assert_eq!(stats.compactions, compactions, "{name}: scans triggered a compaction");
+        }
+        assert_matches(&db, &model, name);
+        db.close().unwrap();
+    }
+}

@@ -37,6 +37,7 @@ pub(super) fn table(
         entries: 100,
         tombstones: 0,
         age_secs: u64::MAX,
+        scans: 0,
     }
 }
 

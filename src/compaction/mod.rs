@@ -62,6 +62,9 @@ pub struct TableSummary {
     pub tombstones: u64,
     /// Seconds since the table was written (0 if unknown).
     pub age_secs: u64,
+    /// Scans that read it beside another table while it was in level 0 (the leveled
+    /// strategy's read-triggered compaction weighs them; size-tiered ignores them).
+    pub scans: u64,
 }
 
 impl TableSummary {
@@ -129,6 +132,9 @@ pub enum CompactionReason {
     LevelScore,
     /// A range compaction requested with `compact_range`.
     Manual,
+    /// Leveled: scans merging level-0 tables with the tables below have cost more
+    /// than compacting them into the base level would.
+    ReadTriggered,
 }
 
 /// One unit of compaction work.

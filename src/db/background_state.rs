@@ -158,6 +158,14 @@ impl Background {
         }
     }
 
+    /// Signals `work` for a reason the compaction threads find only in the version
+    /// (reads counted against level-0 tables). Under the lock, so that a thread between
+    /// its check and its wait does not miss it.
+    pub(crate) fn wake_compactors(&self) {
+        let _state = self.state.lock();
+        self.work.notify_all();
+    }
+
     pub(crate) fn shut_down(&self) {
         let mut state = self.state.lock();
         state.shutdown = true;

@@ -383,6 +383,7 @@ pub(crate) fn summarize(version: &Version) -> LevelsSummary {
                                 .point_delete_count
                                 .saturating_add(p.range_tombstone_count),
                             age_secs: now.saturating_sub(p.created_at_secs),
+                            scans: t.scans.load(Ordering::Relaxed),
                         }
                     })
                     .collect()

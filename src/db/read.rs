@@ -92,6 +92,10 @@ impl DbCore {
     ) -> Result<DbIter> {
         self.check_open()?;
         let view = self.view.load_full();
+        let (low, high) = (lower.as_ref().map(Bytes::as_ref), upper.as_ref().map(Bytes::as_ref));
+        if view.version.charge_scan(low, high) {
+            self.background.wake_compactors();
+        }
         Ok(DbIter::new(view, self.seqno_for(point), lower, upper))
     }
 

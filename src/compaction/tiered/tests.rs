@@ -337,6 +337,7 @@ fn arb_levels() -> impl Strategy<Value = (LevelsSummary, HashSet<u64>)> {
                     entries: 100,
                     tombstones,
                     age_secs: age,
+                    scans: 0,
                 }
             })
             .collect();
