@@ -1,7 +1,7 @@
 //! Compaction through the public API, under both strategies: space is reclaimed,
 //! snapshots keep what they need, tombstones go once nothing needs them, failures stop
-//! writes without losing data, strategies can be switched, and writers are held back
-//! rather than failed when level 0 grows.
+//! writes without losing data, strategies can be switched, writers are held back
+//! rather than failed when level 0 grows, and scans compact a lingering level-0 table.
 
 mod common;
 
