@@ -98,6 +98,31 @@ impl Entry {
     pub fn cmp_internal(&self, other: &Entry) -> Ordering {
         compare_internal(&self.key, self.seqno, &other.key, other.seqno)
     }
+
+    /// The entry, borrowed.
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef { key: &self.key, seqno: self.seqno, kind: self.kind, value: &self.value }
+    }
+}
+
+/// An [`Entry`] read where it lies (a decoded block, a memtable chunk), not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The user key.
+    pub key: &'a [u8],
+    /// When it was written.
+    pub seqno: SeqNo,
+    /// Put or delete.
+    pub kind: ValueKind,
+    /// The value; empty for a delete.
+    pub value: &'a [u8],
+}
+
+impl EntryRef<'_> {
+    /// Orders entries in internal order.
+    pub fn cmp_internal(&self, other: &EntryRef<'_>) -> Ordering {
+        compare_internal(self.key, self.seqno, other.key, other.seqno)
+    }
 }
 
 /// One version of a key the caller already knows: what a point lookup finds, without

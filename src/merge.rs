@@ -1,119 +1,212 @@
-//! K-way merge of sorted entry sources with a binary heap, used by scans and
-//! compactions.
+//! K-way merge of sorted entry sources, used by scans and compactions.
 //!
 //! # The source contract
-//! Every source (a memtable cursor, an SSTable iterator) is an
-//! `Iterator<Item = Result<Entry>>` yielding **every stored version** in internal
-//! order `(key ASC, seqno DESC)` — or, for a reverse source, in exactly the reverse
-//! order. After yielding an error a source yields nothing more.
+//! A [`Source`] is a cursor over **every stored version** in internal order
+//! `(key ASC, seqno DESC)` — or, for a reverse source, in exactly the reverse order.
+//! [`Source::advance`] steps to the next entry and says whether there is one; the
+//! current entry is then read in place ([`Source::current`]), borrowed, or taken out
+//! ([`Source::take_current`]) just before the next `advance`. After an error a source
+//! has no more entries.
+//!
+//! Borrowing is the point: a scan compares and filters entries where they lie (in a
+//! decoded block, in a memtable chunk) and only the ones handed to the user cost a
+//! key copy and a value reference count. A profile of seek + 100 `next` put those two
+//! at about a seventh of the scan when every entry paid them.
 //!
 //! # Invariants
-//! - The heap holds at most one entry per source: the smallest (largest, in reverse)
-//!   not yet returned.
+//! - The heap holds the index of every source that has a current entry, ordered so
+//!   that its first element is the source with the next entry to return.
 //! - Output order is internal order (or its reverse); ties between sources, which only
 //!   a damaged database could produce, go to the lower source index.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use std::collections::binary_heap::PeekMut;
 
 use crate::error::Result;
-use crate::key::Entry;
+use crate::key::{Entry, EntryRef};
+
+/// A cursor over entries in internal (or reverse internal) order; see the module docs.
+pub trait Source: Send {
+    /// Steps to the next entry: `true` if there is one, `false` at the end.
+    fn advance(&mut self) -> Result<bool>;
+
+    /// The current entry. Only valid after `advance` returned `true`, and until the
+    /// next call of `advance` or `take_current`; panics otherwise.
+    fn current(&self) -> EntryRef<'_>;
+
+    /// The current entry, owned; the source needs an `advance` before it has another.
+    /// Same precondition as `current`.
+    fn take_current(&mut self) -> Entry;
+}
 
 /// A boxed source of entries in internal (or reverse internal) order.
-pub type EntrySource = Box<dyn Iterator<Item = Result<Entry>> + Send>;
+pub type BoxedSource = Box<dyn Source>;
 
-struct HeapItem {
-    entry: Entry,
-    source: usize,
-    reverse: bool,
-}
-
-impl HeapItem {
-    /// Ordering such that the heap's maximum is the next entry to return.
-    fn priority(&self, other: &HeapItem) -> Ordering {
-        let by_key = self.entry.cmp_internal(&other.entry);
-        let by_key = if self.reverse { by_key } else { by_key.reverse() };
-        by_key.then_with(|| other.source.cmp(&self.source))
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn advance(&mut self) -> Result<bool> {
+        (**self).advance()
+    }
+    fn current(&self) -> EntryRef<'_> {
+        (**self).current()
+    }
+    fn take_current(&mut self) -> Entry {
+        (**self).take_current()
     }
 }
 
-impl PartialEq for HeapItem {
-    fn eq(&self, other: &Self) -> bool {
-        self.priority(other) == Ordering::Equal
-    }
+/// A [`Source`] over an iterator of owned entries (a memtable chunk, a reversed
+/// table scan): the current entry is the one it yielded last.
+pub struct OwnedSource<I> {
+    iter: I,
+    current: Option<Entry>,
 }
-impl Eq for HeapItem {}
-impl PartialOrd for HeapItem {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for HeapItem {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority(other)
+
+impl<I: Iterator<Item = Result<Entry>> + Send> OwnedSource<I> {
+    /// Reads `iter`, which yields internal order or its reverse.
+    pub fn new(iter: I) -> OwnedSource<I> {
+        OwnedSource { iter, current: None }
     }
 }
 
-/// Merges sources that are all forward, or all reverse.
-pub struct MergingIter {
-    sources: Vec<EntrySource>,
-    heap: BinaryHeap<HeapItem>,
-    reverse: bool,
-    started: bool,
+impl<I: Iterator<Item = Result<Entry>> + Send> Source for OwnedSource<I> {
+    fn advance(&mut self) -> Result<bool> {
+        self.current = self.iter.next().transpose()?;
+        Ok(self.current.is_some())
+    }
+
+    fn current(&self) -> EntryRef<'_> {
+        self.current.as_ref().expect("a source is read only after it advanced").as_ref()
+    }
+
+    fn take_current(&mut self) -> Entry {
+        self.current.take().expect("a source is read only after it advanced")
+    }
+}
+
+/// The entries of a [`Source`] as an iterator; after an error it yields nothing more.
+pub struct Entries<S> {
+    source: S,
     failed: bool,
 }
 
-impl MergingIter {
-    /// Merges `sources`; `reverse` says they all yield reverse internal order.
-    pub fn new(sources: Vec<EntrySource>, reverse: bool) -> MergingIter {
-        MergingIter {
-            heap: BinaryHeap::with_capacity(sources.len()),
-            sources,
-            reverse,
-            started: false,
-            failed: false,
-        }
-    }
-
-    /// Pulls the next entry of `source` into the heap.
-    fn advance(&mut self, source: usize) -> Result<()> {
-        if let Some(next) = self.sources[source].next() {
-            self.heap.push(HeapItem { entry: next?, source, reverse: self.reverse });
-        }
-        Ok(())
+impl<S: Source> Entries<S> {
+    /// Yields each entry of `source`, owned.
+    pub fn new(source: S) -> Entries<S> {
+        Entries { source, failed: false }
     }
 }
 
-impl Iterator for MergingIter {
+impl<S: Source> Iterator for Entries<S> {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Result<Entry>> {
         if self.failed {
             return None;
         }
-        let step = (|| {
-            if !self.started {
-                self.started = true;
-                for source in 0..self.sources.len() {
-                    self.advance(source)?;
-                }
-            }
-            // The top's source supplies the next entry in its place: one sift down,
-            // where a pop and a push would sift twice and move the entry more.
-            let Some(mut top) = self.heap.peek_mut() else { return Ok(None) };
-            match self.sources[top.source].next() {
-                Some(next) => Ok(Some(std::mem::replace(&mut top.entry, next?))),
-                None => Ok(Some(PeekMut::pop(top).entry)),
-            }
-        })();
-        match step {
-            Ok(entry) => entry.map(Ok),
+        match self.source.advance() {
+            Ok(true) => Some(Ok(self.source.take_current())),
+            Ok(false) => None,
             Err(e) => {
                 self.failed = true;
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// Merges sources that are all forward, or all reverse. Itself a [`Source`].
+pub struct Merge {
+    sources: Vec<BoxedSource>,
+    /// Indexes into `sources`, a binary heap whose first element is the next entry.
+    heap: Vec<usize>,
+    reverse: bool,
+    started: bool,
+}
+
+impl Merge {
+    /// Merges `sources`; `reverse` says they all yield reverse internal order.
+    pub fn new(sources: Vec<BoxedSource>, reverse: bool) -> Merge {
+        Merge { heap: Vec::with_capacity(sources.len()), sources, reverse, started: false }
+    }
+
+    /// True if source `a`'s current entry comes out before source `b`'s.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (self.sources[a].current(), self.sources[b].current());
+        let by_key = x.cmp_internal(&y);
+        let by_key = if self.reverse { by_key.reverse() } else { by_key };
+        by_key.then_with(|| a.cmp(&b)) == Ordering::Less
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        loop {
+            let left = 2 * at + 1;
+            if left >= self.heap.len() {
+                return;
+            }
+            let right = left + 1;
+            let child = if right < self.heap.len() && self.before(self.heap[right], self.heap[left])
+            {
+                right
+            } else {
+                left
+            };
+            if !self.before(self.heap[child], self.heap[at]) {
+                return;
+            }
+            self.heap.swap(at, child);
+            at = child;
+        }
+    }
+
+    fn start(&mut self) -> Result<()> {
+        self.started = true;
+        for source in 0..self.sources.len() {
+            if self.sources[source].advance()? {
+                self.heap.push(source);
+            }
+        }
+        for at in (0..self.heap.len() / 2).rev() {
+            self.sift_down(at);
+        }
+        Ok(())
+    }
+
+    fn top(&self) -> usize {
+        *self.heap.first().expect("a merge is read only after it advanced")
+    }
+
+    fn step(&mut self) -> Result<()> {
+        if !self.started {
+            return self.start();
+        }
+        let Some(&top) = self.heap.first() else { return Ok(()) };
+        // The top's source supplies the next entry in its place: one sift down.
+        if !self.sources[top].advance()? {
+            self.heap.swap_remove(0);
+        }
+        self.sift_down(0);
+        Ok(())
+    }
+}
+
+impl Source for Merge {
+    fn advance(&mut self) -> Result<bool> {
+        match self.step() {
+            Ok(()) => Ok(!self.heap.is_empty()),
+            Err(e) => {
+                // Nothing more after an error, though other sources have entries.
+                self.heap.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn current(&self) -> EntryRef<'_> {
+        self.sources[self.top()].current()
+    }
+
+    fn take_current(&mut self) -> Entry {
+        let top = self.top();
+        self.sources[top].take_current()
     }
 }
 
@@ -124,12 +217,12 @@ mod tests {
     use bytes::Bytes;
     use proptest::prelude::*;
 
-    fn source(mut entries: Vec<Entry>, reverse: bool) -> EntrySource {
+    fn source(mut entries: Vec<Entry>, reverse: bool) -> BoxedSource {
         entries.sort_by(|a, b| a.cmp_internal(b));
         if reverse {
             entries.reverse();
         }
-        Box::new(entries.into_iter().map(Ok))
+        Box::new(OwnedSource::new(entries.into_iter().map(Ok)))
     }
 
     proptest! {
@@ -149,18 +242,53 @@ mod tests {
             if reverse {
                 expected.reverse();
             }
-            let merged: Vec<Entry> = MergingIter::new(
-                runs.into_iter().map(|r| source(r, reverse)).collect(),
-                reverse,
-            ).map(|e| e.unwrap()).collect();
+            let merge = Merge::new(runs.into_iter().map(|r| source(r, reverse)).collect(), reverse);
+            let merged: Vec<Entry> = Entries::new(merge).map(|e| e.unwrap()).collect();
             prop_assert_eq!(merged, expected);
         }
     }
 
     #[test]
+    fn borrowed_and_taken_entries_agree() {
+        let entry = |k: &str, seqno| Entry {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            seqno,
+            kind: ValueKind::Put,
+            value: Bytes::from(format!("{k}{seqno}")),
+        };
+        let mut merge = Merge::new(
+            vec![
+                source(vec![entry("a", 1), entry("c", 3)], false),
+                source(vec![entry("b", 2)], false),
+            ],
+            false,
+        );
+        let mut seen = Vec::new();
+        while merge.advance().unwrap() {
+            let current = merge.current();
+            let borrowed = (current.key.to_vec(), current.seqno, current.value.to_vec());
+            let taken = merge.take_current();
+            assert_eq!((taken.key.to_vec(), taken.seqno, taken.value.to_vec()), borrowed);
+            seen.push(taken.seqno);
+        }
+        assert_eq!(seen, [1, 2, 3]);
+        assert!(!merge.advance().unwrap());
+    }
+
+    #[test]
     fn an_error_ends_the_merge() {
-        let failing: EntrySource = Box::new(std::iter::once(Err(crate::Error::Closed)));
-        let mut merge = MergingIter::new(vec![source(vec![], false), failing], false);
+        let failing: BoxedSource =
+            Box::new(OwnedSource::new(std::iter::once(Err(crate::Error::Closed))));
+        let sound = source(
+            vec![Entry {
+                key: Bytes::from("a"),
+                seqno: 1,
+                kind: ValueKind::Put,
+                value: Bytes::new(),
+            }],
+            false,
+        );
+        let mut merge = Entries::new(Merge::new(vec![sound, failing], false));
         assert!(matches!(merge.next(), Some(Err(_))));
         assert!(merge.next().is_none());
     }

@@ -24,7 +24,7 @@ use crate::fs::FileSystem;
 use crate::key::{KeyVersion, SeqNo, ValueKind};
 use crate::manifest::TableMeta;
 use crate::memtable::{FrozenMemtable, Memtable, MemtableCursor, TombstoneLevels};
-use crate::merge::EntrySource;
+use crate::merge::{BoxedSource, OwnedSource};
 use crate::sstable::Table;
 use crate::sstable::concat::ConcatIter;
 use crate::tombstones::TombstoneIndex;
@@ -302,12 +302,12 @@ impl ReadView {
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         reverse: bool,
-    ) -> Vec<EntrySource> {
-        let mut sources: Vec<EntrySource> = Vec::new();
+    ) -> Vec<BoxedSource> {
+        let mut sources: Vec<BoxedSource> = Vec::new();
         for memtable in self.memtables() {
             if memtable.point_count() > 0 {
                 let cursor = MemtableCursor::new(memtable.clone(), lower, upper, reverse);
-                sources.push(Box::new(cursor.map(Ok)));
+                sources.push(Box::new(OwnedSource::new(cursor.map(Ok))));
             }
         }
         let owned = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
@@ -319,7 +319,7 @@ impl ReadView {
         for handle in levels.next().into_iter().flatten().filter(scanned) {
             let iter = handle.table.iter(owned(lower), owned(upper));
             if reverse {
-                sources.push(Box::new(iter.rev()));
+                sources.push(Box::new(OwnedSource::new(iter.rev())));
             } else {
                 sources.push(Box::new(iter));
             }

@@ -26,8 +26,11 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 #[derive(Debug, Clone)]
 enum Direction {
     Forward,
+    /// Forward with the borrowing `next_ref`.
+    Borrowed,
     Reverse,
-    /// `true` calls `next`, `false` calls `next_back`, cycling through the pattern.
+    /// `true` steps forward, `false` calls `next_back`, cycling through the pattern;
+    /// forward steps alternate between `next` and `next_ref`.
     Interleaved(Vec<bool>),
 }
 
@@ -117,6 +120,7 @@ fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
 fn direction() -> impl Strategy<Value = Direction> {
     prop_oneof![
         Just(Direction::Forward),
+        Just(Direction::Borrowed),
         Just(Direction::Reverse),
         prop::collection::vec(any::<bool>(), 1..6).prop_map(Direction::Interleaved),
     ]
@@ -168,6 +172,13 @@ fn model_options(compaction: CompactionStrategyOptions) -> Options {
 fn walk(mut iter: Iter, direction: &Direction) -> Pairs {
     let pairs = match direction {
         Direction::Forward => collect(&mut iter),
+        Direction::Borrowed => {
+            let mut pairs = Vec::new();
+            while let Some((k, v)) = iter.next_ref().expect("iterator item") {
+                pairs.push((k.to_vec(), v.to_vec()));
+            }
+            pairs
+        }
         Direction::Reverse => {
             let mut pairs = collect((&mut iter).rev());
             pairs.reverse();
@@ -175,11 +186,18 @@ fn walk(mut iter: Iter, direction: &Direction) -> Pairs {
         }
         Direction::Interleaved(pattern) => {
             let (mut front, mut back) = (Vec::new(), Vec::new());
-            for &forward in pattern.iter().cycle() {
-                let item = if forward { iter.next() } else { iter.next_back() };
+            for (step, &forward) in pattern.iter().cycle().enumerate() {
+                let item = if !forward {
+                    iter.next_back().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                } else if step % 2 == 0 {
+                    iter.next().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                } else {
+                    iter.next_ref()
+                        .map(|pair| pair.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                        .transpose()
+                };
                 let Some(item) = item else { break };
-                let (k, v) = item.expect("iterator item");
-                if forward { &mut front } else { &mut back }.push((k.to_vec(), v.to_vec()));
+                if forward { &mut front } else { &mut back }.push(item.expect("iterator item"));
             }
             front.extend(back.into_iter().rev());
             front
@@ -187,6 +205,7 @@ fn walk(mut iter: Iter, direction: &Direction) -> Pairs {
     };
     assert!(iter.next().is_none(), "next after the end yields more");
     assert!(iter.next_back().is_none(), "next_back after the end yields more");
+    assert!(iter.next_ref().expect("ended").is_none(), "next_ref after the end yields more");
     pairs
 }
 

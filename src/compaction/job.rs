@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::key::{Entry, RangeTombstone, SeqNo};
-use crate::merge::{EntrySource, MergingIter};
+use crate::merge::{BoxedSource, Entries, Merge};
 use crate::sstable::cache::BlockCache;
 use crate::sstable::{Table, TableOptions};
 
@@ -154,10 +154,10 @@ impl CompactionJob<'_> {
     /// The inputs' entries in internal order, failing with `Error::Closed` once
     /// `cancelled` says so (asked every [`CANCEL_CHECK_INTERVAL`] entries).
     fn entries(&self) -> impl Iterator<Item = Result<Entry>> + '_ {
-        let sources: Vec<EntrySource> =
-            self.inputs.iter().map(|t| Box::new(t.iter_uncached()) as EntrySource).collect();
+        let sources: Vec<BoxedSource> =
+            self.inputs.iter().map(|t| Box::new(t.iter_uncached()) as BoxedSource).collect();
         let mut read: u64 = 0;
-        MergingIter::new(sources, false).map(move |entry| {
+        Entries::new(Merge::new(sources, false)).map(move |entry| {
             let entry = entry?;
             read += 1;
             if read.is_multiple_of(CANCEL_CHECK_INTERVAL) && (self.cancelled)() {

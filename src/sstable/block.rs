@@ -23,7 +23,8 @@
 //! 3. [`Block::decode`] checks the restart array; entries are checked as they are
 //!    read. Decoding arbitrary bytes returns [`Corruption`], never panics.
 //!
-//! Values are handed out as [`Bytes`] slices of the block, without copying.
+//! An iterator's current entry is read in place ([`BlockIter::current`]); owned, its
+//! value is a [`Bytes`] slice of the block, without copying.
 
 use std::cmp::Ordering;
 
@@ -33,7 +34,7 @@ use super::framing::TRAILER_SIZE;
 use crate::coding::{Decoder, put_varint};
 use crate::error::Corruption;
 use crate::key::{
-    Entry, KeyVersion, SeqNo, ValueKind, compare_internal, pack_trailer, unpack_trailer,
+    Entry, EntryRef, KeyVersion, SeqNo, ValueKind, compare_internal, pack_trailer, unpack_trailer,
 };
 
 /// Entries between two restart points.
@@ -376,7 +377,42 @@ impl BlockIter {
         Ok(())
     }
 
-    fn entry(&self) -> Entry {
+    /// Steps to the next entry: `true` if there is one. After an error, `false`.
+    pub fn advance(&mut self) -> Result<bool, Corruption> {
+        match self.state {
+            State::Done => Ok(false),
+            State::Pending => {
+                self.state = State::Consumed;
+                Ok(true)
+            }
+            State::Consumed => {
+                if self.next >= self.block.restarts_start {
+                    self.state = State::Done;
+                    return Ok(false);
+                }
+                match self.decode_at(self.next) {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        self.state = State::Done;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entry `advance` stepped to, borrowed from the iterator and its block.
+    pub fn current(&self) -> EntryRef<'_> {
+        EntryRef {
+            key: &self.key,
+            seqno: self.seqno,
+            kind: self.kind,
+            value: &self.block.data[self.value.0..self.value.1],
+        }
+    }
+
+    /// The entry `advance` stepped to, owned: a copy of the key, a slice of the block.
+    pub fn entry(&self) -> Entry {
         Entry {
             key: Bytes::copy_from_slice(&self.key),
             seqno: self.seqno,
@@ -390,26 +426,7 @@ impl Iterator for BlockIter {
     type Item = Result<Entry, Corruption>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.state {
-            State::Done => None,
-            State::Pending => {
-                self.state = State::Consumed;
-                Some(Ok(self.entry()))
-            }
-            State::Consumed => {
-                if self.next >= self.block.restarts_start {
-                    self.state = State::Done;
-                    return None;
-                }
-                match self.decode_at(self.next) {
-                    Ok(()) => Some(Ok(self.entry())),
-                    Err(e) => {
-                        self.state = State::Done;
-                        Some(Err(e))
-                    }
-                }
-            }
-        }
+        self.advance().map(|more| more.then(|| self.entry())).transpose()
     }
 }
 

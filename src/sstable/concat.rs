@@ -10,7 +10,7 @@
 //! 1. The tables are in key order and no user key has versions in two of them
 //!    (compaction cuts its outputs between user keys), so concatenating their scans
 //!    yields internal order, or its exact reverse.
-//! 2. After yielding an error it yields nothing more (the merge's source contract).
+//! 2. After an error it has no more entries (the merge's source contract).
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -21,7 +21,8 @@ use bytes::Bytes;
 use super::Table;
 use super::iter::TableIter;
 use crate::error::Result;
-use crate::key::Entry;
+use crate::key::{Entry, EntryRef};
+use crate::merge::Source;
 
 /// Scans `lower..upper` of a sorted run, forward or in reverse.
 pub struct ConcatIter {
@@ -30,7 +31,10 @@ pub struct ConcatIter {
     lower: Bound<Bytes>,
     upper: Bound<Bytes>,
     reverse: bool,
+    /// The table being read: its front is the current entry when forward.
     current: Option<TableIter>,
+    /// In reverse, the entry the current table's back end yielded last.
+    back: Option<Entry>,
     done: bool,
 }
 
@@ -43,23 +47,29 @@ impl ConcatIter {
         reverse: bool,
     ) -> ConcatIter {
         let tables = tables.into_iter().collect();
-        ConcatIter { tables, lower, upper, reverse, current: None, done: false }
+        ConcatIter { tables, lower, upper, reverse, current: None, back: None, done: false }
     }
 }
 
-impl Iterator for ConcatIter {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Result<Entry>> {
+impl Source for ConcatIter {
+    fn advance(&mut self) -> Result<bool> {
         while !self.done {
             if let Some(scan) = &mut self.current {
-                match if self.reverse { scan.next_back() } else { scan.next() } {
-                    Some(Ok(entry)) => return Some(Ok(entry)),
-                    Some(Err(e)) => {
+                let stepped = if self.reverse {
+                    scan.next_back().transpose().map(|entry| {
+                        self.back = entry;
+                        self.back.is_some()
+                    })
+                } else {
+                    scan.advance()
+                };
+                match stepped {
+                    Ok(true) => return Ok(true),
+                    Ok(false) => self.current = None,
+                    Err(e) => {
                         self.done = true;
-                        return Some(Err(e));
+                        return Err(e);
                     }
-                    None => self.current = None,
                 }
             }
             let next = if self.reverse { self.tables.pop_back() } else { self.tables.pop_front() };
@@ -70,13 +80,32 @@ impl Iterator for ConcatIter {
                 None => self.done = true,
             }
         }
-        None
+        Ok(false)
+    }
+
+    fn current(&self) -> EntryRef<'_> {
+        const READ_AFTER_ADVANCE: &str = "a source is read only after it advanced";
+        if self.reverse {
+            self.back.as_ref().expect(READ_AFTER_ADVANCE).as_ref()
+        } else {
+            self.current.as_ref().expect(READ_AFTER_ADVANCE).current()
+        }
+    }
+
+    fn take_current(&mut self) -> Entry {
+        const READ_AFTER_ADVANCE: &str = "a source is read only after it advanced";
+        if self.reverse {
+            self.back.take().expect(READ_AFTER_ADVANCE)
+        } else {
+            self.current.as_mut().expect(READ_AFTER_ADVANCE).take_current()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge::Entries;
     use crate::sstable::TableOptions;
     use crate::sstable::tests::{open, put, write_table};
 
@@ -99,7 +128,7 @@ mod tests {
     }
 
     fn keys(iter: ConcatIter) -> Vec<String> {
-        iter.map(|e| String::from_utf8(e.unwrap().key.to_vec()).unwrap()).collect()
+        Entries::new(iter).map(|e| String::from_utf8(e.unwrap().key.to_vec()).unwrap()).collect()
     }
 
     #[test]
@@ -132,7 +161,8 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[10] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        let mut iter = ConcatIter::new(tables, Bound::Unbounded, Bound::Unbounded, false);
+        let mut iter =
+            Entries::new(ConcatIter::new(tables, Bound::Unbounded, Bound::Unbounded, false));
         assert!(iter.next().unwrap().is_err());
         assert!(iter.next().is_none());
     }

@@ -1,8 +1,9 @@
 //! The scan iterator: two levels, the in-memory index, then one data block at a time.
 //!
 //! # Contract
-//! - Forward ([`Iterator::next`]) yields every stored version whose user key is within
-//!   the bounds, in internal order (user key ASC, seqno DESC); backward
+//! - Forward ([`Source::advance`], or [`Iterator::next`] for owned entries) yields
+//!   every stored version whose user key is within the bounds, in internal order
+//!   (user key ASC, seqno DESC), read in place in the block; backward
 //!   ([`DoubleEndedIterator::next_back`]) yields them in exactly the reverse order.
 //! - `next` and `next_back` may be interleaved: each entry is yielded once, and both
 //!   return `None` once they meet.
@@ -10,7 +11,8 @@
 //! - Range tombstones are not applied (see [`Table::range_tombstones`]).
 //!
 //! # How
-//! The front end holds a [`BlockIter`] over one block; the back end decodes one whole
+//! The front end holds a [`BlockIter`] over one block and its current entry is the
+//! block iterator's; the back end decodes one whole
 //! block into a `Vec` and pops from its end. Each yielded entry has a position
 //! `(block index, offset in block)`; positions strictly increase in internal order, so
 //! the two ends meet when the front's next position reaches the back's last one.
@@ -21,7 +23,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::key::{Entry, MAX_SEQNO};
+use crate::key::{Entry, EntryRef, MAX_SEQNO};
+use crate::merge::Source;
 
 use super::Table;
 use super::block::BlockIter;
@@ -88,23 +91,23 @@ impl Table {
     }
 }
 
+fn above(lower: &Bound<Bytes>, key: &[u8]) -> bool {
+    match lower {
+        Bound::Included(l) => key >= &l[..],
+        Bound::Excluded(l) => key > &l[..],
+        Bound::Unbounded => true,
+    }
+}
+
+fn below(upper: &Bound<Bytes>, key: &[u8]) -> bool {
+    match upper {
+        Bound::Included(u) => key <= &u[..],
+        Bound::Excluded(u) => key < &u[..],
+        Bound::Unbounded => true,
+    }
+}
+
 impl TableIter {
-    fn above_lower(&self, key: &[u8]) -> bool {
-        match &self.lower {
-            Bound::Included(l) => key >= &l[..],
-            Bound::Excluded(l) => key > &l[..],
-            Bound::Unbounded => true,
-        }
-    }
-
-    fn below_upper(&self, key: &[u8]) -> bool {
-        match &self.upper {
-            Bound::Included(u) => key <= &u[..],
-            Bound::Excluded(u) => key < &u[..],
-            Bound::Unbounded => true,
-        }
-    }
-
     fn fail<T>(&mut self, e: crate::Error) -> Option<Result<T>> {
         self.done = true;
         Some(Err(e))
@@ -172,41 +175,73 @@ impl TableIter {
     }
 }
 
-impl Iterator for TableIter {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+/// The front end as a cursor: entries are read in the block, copied only when taken.
+impl Source for TableIter {
+    fn advance(&mut self) -> Result<bool> {
         while !self.done {
             let Some(it) = &mut self.front else {
                 match self.open_front_block() {
                     Ok(true) => continue,
                     Ok(false) => break,
-                    Err(e) => return self.fail(e),
+                    Err(e) => {
+                        self.done = true;
+                        return Err(e);
+                    }
                 }
             };
-            let entry = match it.next() {
-                None => {
+            match it.advance() {
+                Ok(true) => {}
+                Ok(false) => {
                     self.front = None;
                     continue;
                 }
-                Some(Err(c)) => {
-                    let e = c.in_file(&self.table.path);
-                    return self.fail(e);
+                Err(c) => {
+                    self.done = true;
+                    return Err(c.in_file(&self.table.path));
                 }
-                Some(Ok(entry)) => entry,
-            };
+            }
             let pos = (self.front_block, it.current_offset());
-            if self.back_pos.is_some_and(|back| pos >= back) || !self.below_upper(&entry.key) {
+            let key = it.current().key;
+            if self.back_pos.is_some_and(|back| pos >= back) || !below(&self.upper, key) {
                 break;
             }
-            if !self.above_lower(&entry.key) {
+            if !above(&self.lower, key) {
                 continue;
             }
             self.front_pos = Some(pos);
-            return Some(Ok(entry));
+            return Ok(true);
         }
         self.done = true;
-        None
+        Ok(false)
+    }
+
+    fn current(&self) -> EntryRef<'_> {
+        self.front_block_iter().current()
+    }
+
+    fn take_current(&mut self) -> Entry {
+        self.front_block_iter().entry()
+    }
+}
+
+impl TableIter {
+    fn front_block_iter(&self) -> &BlockIter {
+        self.front.as_ref().expect("a source is read only after it advanced")
+    }
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match Source::advance(self) {
+            Ok(true) => Some(Ok(self.take_current())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
@@ -225,10 +260,10 @@ impl DoubleEndedIterator for TableIter {
                 continue;
             };
             let pos = (self.back_block, offset);
-            if self.front_pos.is_some_and(|front| pos <= front) || !self.above_lower(&entry.key) {
+            if self.front_pos.is_some_and(|front| pos <= front) || !above(&self.lower, &entry.key) {
                 break;
             }
-            if !self.below_upper(&entry.key) {
+            if !below(&self.upper, &entry.key) {
                 continue;
             }
             self.back_pos = Some(pos);
