@@ -57,10 +57,13 @@ impl Engine for BenchDb {
     }
 
     fn scan(&self, start: &[u8], n: usize, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<usize> {
+        // The borrowing step, as the peers' scans borrow (RocksDB's raw iterator,
+        // redb's access guards): no copy per pair the visitor only reads.
+        let mut iter = self.0.range(start..)?;
         let mut count = 0;
-        for item in self.0.range(start..)?.take(n) {
-            let (key, value) = item?;
-            visit(&key, &value);
+        while count < n {
+            let Some((key, value)) = iter.next_ref()? else { break };
+            visit(key, value);
             count += 1;
         }
         Ok(count)
