@@ -100,12 +100,12 @@ impl Entry {
     }
 
     /// The entry, borrowed.
-    pub fn as_ref(&self) -> EntryRef<'_> {
+    pub fn borrowed(&self) -> EntryRef<'_> {
         EntryRef { key: &self.key, seqno: self.seqno, kind: self.kind, value: &self.value }
     }
 }
 
-/// An [`Entry`] read where it lies (a decoded block, a memtable chunk), not copied.
+/// An [`Entry`] read where it lies (in a decoded block, say), not copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryRef<'a> {
     /// The user key.

@@ -9,13 +9,14 @@
 //! has no more entries.
 //!
 //! Borrowing is the point: a scan compares and filters entries where they lie (in a
-//! decoded block, in a memtable chunk) and only the ones handed to the user cost a
-//! key copy and a value reference count. A profile of seek + 100 `next` put those two
+//! decoded block; memtable chunks hold owned entries already) and only the ones handed
+//! to the user cost a key copy and a value reference count. A profile of seek + 100 `next` put those two
 //! at about a seventh of the scan when every entry paid them.
 //!
 //! # Invariants
-//! - The heap holds the index of every source that has a current entry, ordered so
-//!   that its first element is the source with the next entry to return.
+//! - The heap holds the index of every source not yet exhausted, ordered so that its
+//!   first element is the source with the next entry to return (whose entry may have
+//!   been taken: the next `advance` moves that source first).
 //! - Output order is internal order (or its reverse); ties between sources, which only
 //!   a damaged database could produce, go to the lower source index.
 
@@ -30,7 +31,7 @@ pub trait Source: Send {
     fn advance(&mut self) -> Result<bool>;
 
     /// The current entry. Only valid after `advance` returned `true`, and until the
-    /// next call of `advance` or `take_current`; panics otherwise.
+    /// next call of `advance` or `take_current`; otherwise unspecified (may panic).
     fn current(&self) -> EntryRef<'_>;
 
     /// The current entry, owned; the source needs an `advance` before it has another.
@@ -41,17 +42,8 @@ pub trait Source: Send {
 /// A boxed source of entries in internal (or reverse internal) order.
 pub type BoxedSource = Box<dyn Source>;
 
-impl<S: Source + ?Sized> Source for Box<S> {
-    fn advance(&mut self) -> Result<bool> {
-        (**self).advance()
-    }
-    fn current(&self) -> EntryRef<'_> {
-        (**self).current()
-    }
-    fn take_current(&mut self) -> Entry {
-        (**self).take_current()
-    }
-}
+/// What a source that is read without a current entry says as it panics.
+pub(crate) const READ_AFTER_ADVANCE: &str = "a source is read only after it advanced";
 
 /// A [`Source`] over an iterator of owned entries (a memtable chunk, a reversed
 /// table scan): the current entry is the one it yielded last.
@@ -69,16 +61,18 @@ impl<I: Iterator<Item = Result<Entry>> + Send> OwnedSource<I> {
 
 impl<I: Iterator<Item = Result<Entry>> + Send> Source for OwnedSource<I> {
     fn advance(&mut self) -> Result<bool> {
+        // No stale entry after an error; the iterator itself yields nothing after one.
+        self.current = None;
         self.current = self.iter.next().transpose()?;
         Ok(self.current.is_some())
     }
 
     fn current(&self) -> EntryRef<'_> {
-        self.current.as_ref().expect("a source is read only after it advanced").as_ref()
+        self.current.as_ref().expect(READ_AFTER_ADVANCE).borrowed()
     }
 
     fn take_current(&mut self) -> Entry {
-        self.current.take().expect("a source is read only after it advanced")
+        self.current.take().expect(READ_AFTER_ADVANCE)
     }
 }
 
@@ -171,7 +165,7 @@ impl Merge {
     }
 
     fn top(&self) -> usize {
-        *self.heap.first().expect("a merge is read only after it advanced")
+        *self.heap.first().expect(READ_AFTER_ADVANCE)
     }
 
     fn step(&mut self) -> Result<()> {

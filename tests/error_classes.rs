@@ -201,6 +201,60 @@ fn a_corrupted_table_found_by_compaction_is_named_and_the_rest_stays_readable() 
     db.close().unwrap();
 }
 
+/// A scan that reaches a damaged block reports corruption once and then ends, whichever
+/// way it steps (owned `next`, borrowed `next_ref`, `next_back`): what it returned
+/// before is right, and nothing comes after.
+#[test]
+fn a_scan_over_a_damaged_block_reports_it_once_then_ends() {
+    let fs = FaultFs::new();
+    let dir = std::path::Path::new("/db");
+    let options = Options { auto_compaction: false, ..options(&fs, common::leveled_aggressive()) };
+    let db = Db::open(dir, options.clone()).unwrap();
+    for i in 0..100 {
+        db.put(key(i), noise(u64::from(i), 200)).unwrap();
+    }
+    db.flush().unwrap();
+    db.close().unwrap();
+    let table =
+        fs.file_names().into_iter().find(|p| p.to_string_lossy().ends_with(".sst")).unwrap();
+    // Inside the first data block; reopened, so no block is cached.
+    fs.corrupt_byte(&table, 20, 0xff).unwrap();
+    let db = Db::open(dir, options).unwrap();
+    let expected: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        (0..100).map(|i| (key(i), noise(u64::from(i), 200))).collect();
+
+    for step in ["next", "next_ref", "next_back"] {
+        let mut iter = db.iter().unwrap();
+        let (mut pairs, mut errors) = (0, 0);
+        loop {
+            let item = match step {
+                "next" => iter.next().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+                "next_ref" => {
+                    iter.next_ref().transpose().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                }
+                _ => iter.next_back().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            };
+            match item {
+                None => break,
+                Some(Ok((k, v))) => {
+                    assert_eq!(expected.get(&k), Some(&v), "{step}: a wrong pair");
+                    pairs += 1;
+                }
+                Some(Err(e)) => {
+                    assert!(e.is_corruption(), "{step}: {e}");
+                    errors += 1;
+                }
+            }
+        }
+        assert_eq!(errors, 1, "{step}: one error, then the end");
+        assert!(pairs < 100, "{step}: the damaged block's pairs were returned");
+        assert!(iter.next().is_none(), "{step}: next after the error");
+        assert!(iter.next_back().is_none(), "{step}: next_back after the error");
+        assert!(iter.next_ref().unwrap().is_none(), "{step}: next_ref after the error");
+    }
+    db.close().unwrap();
+}
+
 /// Running out of space at any point of a flush — its WAL segment, its table, the
 /// rename, the manifest edits — is soft: for every disk size tried, the flush succeeds
 /// or reports `NoSpace`, never a hard stop, and once space is back everything is

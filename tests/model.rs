@@ -186,10 +186,12 @@ fn walk(mut iter: Iter, direction: &Direction) -> Pairs {
         }
         Direction::Interleaved(pattern) => {
             let (mut front, mut back) = (Vec::new(), Vec::new());
-            for (step, &forward) in pattern.iter().cycle().enumerate() {
+            let mut forward_steps = 0;
+            for &forward in pattern.iter().cycle() {
+                forward_steps += usize::from(forward);
                 let item = if !forward {
                     iter.next_back().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
-                } else if step % 2 == 0 {
+                } else if forward_steps % 2 == 0 {
                     iter.next().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
                 } else {
                     iter.next_ref()

@@ -1,8 +1,8 @@
 //! The user-facing iterator: visible `(key, value)` pairs at a snapshot.
 //!
 //! Forward and backward iteration use two independent merges, each created on first
-//! use; the iterator ends when the two ends meet, so interleaving `next` and
-//! `next_back` yields every key exactly once.
+//! use; the iterator ends when the two ends meet, so interleaving `next` (or its
+//! borrowing form `next_ref`) and `next_back` yields every key exactly once.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -27,7 +27,8 @@ pub struct DbIter {
     front: Option<Merge>,
     back: Option<Merge>,
     /// Forward: the key whose newest visible version was already decided. The back
-    /// end stops above it: every visible key up to it was returned by the front.
+    /// end stops above it: every visible key up to it was returned by the front
+    /// (the front decides no key at or past `last_back`).
     ///
     /// The keys kept here are copies in reused buffers, not clones of the entries'
     /// `Bytes`: a clone of a freshly copied `Bytes` allocates its shared header
@@ -127,9 +128,13 @@ impl DbIter {
             if entry.seqno > self.snapshot || self.front_decided.as_deref() == Some(entry.key) {
                 continue;
             }
+            // The back end returned `last_back` and every visible key after it.
+            if self.last_back.as_deref().is_some_and(|back| entry.key >= back) {
+                return Ok(false);
+            }
             remember(&mut self.front_decided, entry.key);
             if visible(&self.tombstones, self.snapshot, entry) {
-                return Ok(self.last_back.as_deref().is_none_or(|back| entry.key < back));
+                return Ok(true);
             }
         }
         Ok(false)
@@ -140,7 +145,7 @@ impl DbIter {
             self.back = Some(self.merge(true));
         }
         let Some(back) = self.back.as_mut() else { return Ok(None) };
-        let visible = |e: &Entry| visible(&self.tombstones, self.snapshot, e.as_ref());
+        let visible = |e: &Entry| visible(&self.tombstones, self.snapshot, e.borrowed());
         loop {
             if !back.advance()? {
                 // The merge is exhausted: the pending key was the last one.

@@ -287,7 +287,7 @@ fn shared_too_long(at: u64) -> Corruption {
 enum State {
     /// The current entry was positioned by a seek and not yet returned.
     Pending,
-    /// The current entry was returned; `next` decodes the following one.
+    /// The current entry was reached; `advance` decodes the following one.
     Consumed,
     /// Exhausted or failed.
     Done,
@@ -295,9 +295,10 @@ enum State {
 
 /// Walks a block's entries in internal order.
 ///
-/// As an [`Iterator`] it yields each entry once; [`seek`](BlockIter::seek) repositions
-/// it so the next call returns the first entry `>=` a target internal key. After an
-/// error it yields `None`.
+/// [`advance`](BlockIter::advance) steps to each entry once and
+/// [`current`](BlockIter::current) reads it in place (as an [`Iterator`] it yields owned
+/// copies); [`seek`](BlockIter::seek) repositions it so the next step reaches the first
+/// entry `>=` a target internal key. After an error it has no more entries.
 #[derive(Debug)]
 pub struct BlockIter {
     block: Block,

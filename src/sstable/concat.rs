@@ -22,7 +22,7 @@ use super::Table;
 use super::iter::TableIter;
 use crate::error::Result;
 use crate::key::{Entry, EntryRef};
-use crate::merge::Source;
+use crate::merge::{READ_AFTER_ADVANCE, Source};
 
 /// Scans `lower..upper` of a sorted run, forward or in reverse.
 pub struct ConcatIter {
@@ -84,16 +84,14 @@ impl Source for ConcatIter {
     }
 
     fn current(&self) -> EntryRef<'_> {
-        const READ_AFTER_ADVANCE: &str = "a source is read only after it advanced";
         if self.reverse {
-            self.back.as_ref().expect(READ_AFTER_ADVANCE).as_ref()
+            self.back.as_ref().expect(READ_AFTER_ADVANCE).borrowed()
         } else {
             self.current.as_ref().expect(READ_AFTER_ADVANCE).current()
         }
     }
 
     fn take_current(&mut self) -> Entry {
-        const READ_AFTER_ADVANCE: &str = "a source is read only after it advanced";
         if self.reverse {
             self.back.take().expect(READ_AFTER_ADVANCE)
         } else {

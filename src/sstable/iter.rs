@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::key::{Entry, EntryRef, MAX_SEQNO};
-use crate::merge::Source;
+use crate::merge::{READ_AFTER_ADVANCE, Source};
 
 use super::Table;
 use super::block::BlockIter;
@@ -108,9 +108,8 @@ fn below(upper: &Bound<Bytes>, key: &[u8]) -> bool {
 }
 
 impl TableIter {
-    fn fail<T>(&mut self, e: crate::Error) -> Option<Result<T>> {
-        self.done = true;
-        Some(Err(e))
+    fn front_block_iter(&self) -> &BlockIter {
+        self.front.as_ref().expect(READ_AFTER_ADVANCE)
     }
 
     /// Opens the front's next block; false when there is none.
@@ -224,19 +223,10 @@ impl Source for TableIter {
     }
 }
 
-impl TableIter {
-    fn front_block_iter(&self) -> &BlockIter {
-        self.front.as_ref().expect("a source is read only after it advanced")
-    }
-}
-
 impl Iterator for TableIter {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
         match Source::advance(self) {
             Ok(true) => Some(Ok(self.take_current())),
             Ok(false) => None,
@@ -252,7 +242,10 @@ impl DoubleEndedIterator for TableIter {
                 match self.open_back_block() {
                     Ok(true) => continue,
                     Ok(false) => break,
-                    Err(e) => return self.fail(e),
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
                 }
             };
             let Some((offset, entry)) = entries.pop() else {
