@@ -91,19 +91,8 @@ impl DbIter {
     /// # Ok::<(), aeternusdb::Error>(())
     /// ```
     pub fn next_ref(&mut self) -> Result<Option<(&[u8], &[u8])>> {
-        if self.done {
+        if self.done || !self.forward()? {
             return Ok(None);
-        }
-        match self.step_forward() {
-            Ok(true) => {}
-            Ok(false) => {
-                self.done = true;
-                return Ok(None);
-            }
-            Err(e) => {
-                self.done = true;
-                return Err(e);
-            }
         }
         Ok(self.front.as_ref().map(|front| {
             let entry = front.current();
@@ -114,6 +103,16 @@ impl DbIter {
     fn merge(&self, reverse: bool) -> Merge {
         let sources = self.view.sources(as_ref(&self.lower), as_ref(&self.upper), reverse);
         Merge::new(sources, reverse)
+    }
+
+    /// [`step_forward`](Self::step_forward), ending the iteration where it finds
+    /// nothing more or fails.
+    fn forward(&mut self) -> Result<bool> {
+        let stepped = self.step_forward();
+        if !matches!(stepped, Ok(true)) {
+            self.done = true;
+        }
+        stepped
     }
 
     /// Moves the front merge to the newest visible version of the next key; false
@@ -194,10 +193,14 @@ impl Iterator for DbIter {
         if self.done {
             return None;
         }
-        let item = self
-            .step_forward()
-            .map(|found| found.then(|| self.front.as_mut().map(Merge::take_current)).flatten());
-        self.finish(item)
+        match self.forward() {
+            Ok(true) => self.front.as_mut().map(|front| {
+                let entry = front.take_current();
+                Ok((entry.key, entry.value))
+            }),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
