@@ -299,3 +299,54 @@ fn close_during_a_write_slowdown_leaves_the_directory_alone() {
         );
     }
 }
+
+/// Synced writers that stop one after another, beside an unsynced one: a commit
+/// leader waits for the writers it saw committing at once, so it must never lose a
+/// write that joined while it waited, nor keep waiting for writers that have
+/// stopped (writer `w` writes `100 × (w + 1)` keys, so the concurrency drops from
+/// five writers to one as they finish).
+#[test]
+fn synced_writers_that_come_and_go_share_commits_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { sync_writes: true, ..tiny_options() };
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writers = {
+        let db = db.clone();
+        thread::spawn(move || {
+            thread::scope(|s| {
+                for w in 0..5usize {
+                    let db = &db;
+                    s.spawn(move || {
+                        let sync = w != 4;
+                        for j in 0..100 * (w + 1) {
+                            let mut batch = WriteBatch::new();
+                            batch.put(group_key(w, j), counter_value(j as u64)).unwrap();
+                            db.write_with(&batch, WriteOptions { sync }).unwrap();
+                        }
+                    });
+                }
+            });
+            done_tx.send(()).unwrap();
+        })
+    };
+    let finished = done_rx.recv_timeout(Duration::from_secs(120));
+    assert!(finished.is_ok(), "synced writers hang");
+    writers.join().unwrap();
+    db.close().unwrap();
+
+    let db = Db::open(dir.path(), options).unwrap();
+    let pairs = collect(db.iter().unwrap());
+    let expected: Pairs = {
+        let mut all: Vec<_> = (0..5usize)
+            .flat_map(|w| {
+                (0..100 * (w + 1)).map(move |j| (group_key(w, j), counter_value(j as u64)))
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(pairs.len(), expected.len(), "writes are missing after reopen");
+    assert_eq!(pairs, expected);
+    db.close().unwrap();
+}
