@@ -461,16 +461,20 @@ fn crashed_with_a_long_wal() -> (FaultFs, History, usize) {
 }
 
 /// Faults during recovery itself. The directory [`crashed_with_a_long_wal`] leaves is
-/// opened again and again; each time the `n`-th operation of one kind fails, for every
-/// kind and every `n` a clean open makes. The open either fails with an I/O error or
-/// opens the right state; either way a later open, after a second power loss, holds a
-/// prefix with every durable write, and accepts writes.
+/// opened again and again and the replayed memtables flushed (the open leaves them to
+/// the flush thread; `flush()` waits for it, so the operations are the same every
+/// run); each time the `n`-th operation of one kind fails, for every kind and every `n`
+/// a clean open and flush make. The open or the flush fails with an I/O error, or
+/// both succeed, and reads give the right state; either way a later open, after a
+/// second power loss, holds a prefix with every durable write, and accepts writes.
 #[test]
 fn injected_failures_during_recovery_lose_nothing_synced() {
     for kind in FaultKind::ALL {
         let (fs, _, _) = crashed_with_a_long_wal();
         let before = fs.count(kind);
-        open(&fs).close().unwrap();
+        let db = open(&fs);
+        db.flush().unwrap();
+        db.close().unwrap();
         let total = fs.count(kind) - before;
         assert!(
             total > 0 || kind == FaultKind::Rename,
@@ -482,14 +486,21 @@ fn injected_failures_during_recovery_lose_nothing_synced() {
             let before = fs.count(kind);
             fs.fail_after(kind, n);
             let opened = Db::open(DIR, options(&fs));
-            let fired = fs.count(kind) - before > n;
+            let fired = || fs.count(kind) - before > n;
             match opened {
                 Ok(db) => {
+                    if let Err(e) = db.flush() {
+                        assert!(fired(), "{what}: the flush failed without a fault: {e}");
+                        assert!(
+                            matches!(e, Error::Io(_) | Error::Background(_)),
+                            "{what}: unexpected error {e}"
+                        );
+                    }
                     history.matching_prefix(&db, durable, &format!("{what}: opened"));
                     drop(db);
                 }
                 Err(e) => {
-                    assert!(fired, "{what}: the open failed without a fault: {e}");
+                    assert!(fired(), "{what}: the open failed without a fault: {e}");
                     assert!(
                         matches!(e, Error::Io(_) | Error::Background(_)),
                         "{what}: unexpected error {e}"
