@@ -99,7 +99,16 @@ impl ObsoleteTables {
         if *open {
             // A file left behind (error, crash) is removed by the next open: the
             // manifest no longer names it.
-            let _ = self.fs.remove_file(path);
+            if let Err(e) = self.fs.remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(
+                    target: "aeternusdb::background",
+                    file = %path.display(),
+                    error = %e,
+                    "an obsolete table could not be removed; the next open removes it"
+                );
+            }
         }
     }
 }

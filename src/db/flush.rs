@@ -187,7 +187,16 @@ impl DbCore {
         // wakes `flush()` callers, so a caller that then looks at the disk sees them gone.
         for number in frozen.first_wal()..next_first_wal {
             // Leftovers are harmless: open removes segments the manifest no longer needs.
-            let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
+            if let Err(e) = self.fs.remove_file(&self.dir.join(segment_file_name(number)))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(
+                    target: "aeternusdb::flush",
+                    segment = number,
+                    error = %e,
+                    "an obsolete WAL segment could not be removed; the next open removes it"
+                );
+            }
         }
         // Counted before the new view wakes `flush()` callers, so they see it.
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);

@@ -153,7 +153,8 @@ mod tests {
         drop(table);
         fs.remove_file(&dir.join("000007.sst")).unwrap();
 
-        for kind in FaultKind::ALL {
+        // Writing a table removes nothing unless it fails: removals are not its operations.
+        for kind in FaultKind::ALL.into_iter().filter(|&k| k != FaultKind::Remove) {
             fs.fail_after(kind, 0);
             let result = write_table(&fs, &dir, 8, options, cache.clone(), fill);
             fs.clear_faults();

@@ -102,12 +102,15 @@ impl WritableFile for FaultWritableFile {
 }
 
 pub(super) struct FaultRandomAccessFile {
+    /// For [`FaultKind::Read`] faults only; released before the bytes are locked.
+    pub(super) state: Arc<Mutex<State>>,
     pub(super) inode: InodeRef,
     pub(super) len: u64,
 }
 
 impl RandomAccessFile for FaultRandomAccessFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.state.lock().begin(FaultKind::Read)?;
         let inode = self.inode.lock();
         let source = usize::try_from(offset)
             .ok()

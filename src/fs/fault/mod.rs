@@ -45,7 +45,8 @@
 //!
 //! # Thread safety
 //! [`FaultFs`] is a cheap, cloneable handle: clones share one state behind a mutex.
-//! Lock order: the filesystem state, then a file's bytes; reads lock only the file.
+//! Lock order: the filesystem state, then a file's bytes; a read takes the state only to
+//! count itself, and releases it before it locks the bytes.
 
 use std::fmt;
 use std::io;
@@ -74,10 +75,14 @@ pub enum FaultKind {
     SyncDir,
     /// [`FileSystem::create`].
     Create,
+    /// [`FileSystem::remove_file`] of a file that exists.
+    Remove,
+    /// [`RandomAccessFile::read_exact_at`].
+    Read,
 }
 
 /// The number of [`FaultKind`] variants.
-const KIND_COUNT: usize = 5;
+const KIND_COUNT: usize = 7;
 
 impl FaultKind {
     /// Every kind, for tests that fail each in turn.
@@ -87,6 +92,8 @@ impl FaultKind {
         FaultKind::Rename,
         FaultKind::SyncDir,
         FaultKind::Create,
+        FaultKind::Remove,
+        FaultKind::Read,
     ];
 
     fn index(self) -> usize {
@@ -96,6 +103,8 @@ impl FaultKind {
             FaultKind::Rename => 2,
             FaultKind::SyncDir => 3,
             FaultKind::Create => 4,
+            FaultKind::Remove => 5,
+            FaultKind::Read => 6,
         }
     }
 }
@@ -264,7 +273,7 @@ impl FileSystem for FaultFs {
         let state = self.state.lock();
         let inode = Arc::clone(state.live_file(path)?);
         let len = inode.lock().data.len() as u64;
-        Ok(Arc::new(FaultRandomAccessFile { inode, len }))
+        Ok(Arc::new(FaultRandomAccessFile { state: Arc::clone(&self.state), inode, len }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -280,6 +289,8 @@ impl FileSystem for FaultFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
+        state.live_file(path)?;
+        state.begin(FaultKind::Remove)?;
         state.live.remove(path).map(drop).ok_or_else(|| not_found(path))
     }
 
@@ -531,6 +542,14 @@ mod tests {
                 let mut file = fs.create(&path)?;
                 file.append(b"x")?;
                 file.sync()
+            }
+            FaultKind::Remove => {
+                fs.create(&path)?;
+                fs.remove_file(&path)
+            }
+            FaultKind::Read => {
+                fs.create(&path)?.append(b"x")?;
+                fs.open(&path)?.read_exact_at(&mut [0], 0)
             }
         }
     }
