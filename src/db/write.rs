@@ -14,7 +14,7 @@
 //! gather, and the synced group's writers, back a few microseconds later with their
 //! next write, miss the group that has just been taken. With 4 writers the groups
 //! average 2. So the leader of a synced group first gathers: it waits, for at most
-//! half of the last synced commit's duration, until as many writers have joined as
+//! half as long as the last WAL sync took, until as many writers have joined as
 //! were committing at once when the last group finished (that group's members and the
 //! writers then waiting). It waits by yielding its core, not on a condition variable:
 //! the writers it waits for need a core to come back, and a wake-up through the
@@ -36,7 +36,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,6 +64,9 @@ pub(crate) struct WriterState {
 pub(crate) struct CommitQueue {
     state: Mutex<QueueState>,
     committed: Condvar,
+    /// How long the last WAL sync took, in nanoseconds; a leader gathers for at most
+    /// half. The sync alone, not the commit, which may include a write stall.
+    last_sync_nanos: AtomicU64,
 }
 
 /// Why a commit group failed.
@@ -86,8 +89,6 @@ struct QueueState {
     /// Writers seen committing at once when the last group finished: its members and
     /// the writers then waiting for the next one. A gathering leader waits for as many.
     concurrent_writers: usize,
-    /// How long the last synced group took to commit; a leader gathers for at most half.
-    last_synced_commit: Duration,
     /// Every group with an id up to this one is finished.
     finished_through: u64,
     /// Failed groups that still have members to tell: why, and how many.
@@ -103,7 +104,6 @@ impl Default for QueueState {
             pending_id: 1,
             leader_active: false,
             concurrent_writers: 1,
-            last_synced_commit: Duration::ZERO,
             finished_through: 0,
             failures: HashMap::new(),
         }
@@ -197,7 +197,8 @@ impl DbCore {
             return;
         }
         queue.leader_active = true;
-        let deadline = Instant::now() + queue.last_synced_commit / 2;
+        let last_sync = Duration::from_nanos(self.commit.last_sync_nanos.load(Ordering::Relaxed));
+        let deadline = Instant::now() + last_sync / 2;
         while queue.pending_members < queue.concurrent_writers && Instant::now() < deadline {
             MutexGuard::unlocked(queue, std::thread::yield_now);
         }
@@ -211,11 +212,7 @@ impl DbCore {
         let members = std::mem::take(&mut queue.pending_members);
         let id = queue.pending_id;
         queue.pending_id += 1;
-        let started = sync.then(Instant::now);
         let result = MutexGuard::unlocked(queue, || self.commit_group(group, sync));
-        if let Some(started) = started {
-            queue.last_synced_commit = started.elapsed();
-        }
         queue.concurrent_writers = members + queue.pending_members;
         if let Err(e) = result {
             let failure = match e {
@@ -269,7 +266,10 @@ impl DbCore {
             });
         }
         if sync {
+            let started = Instant::now();
             writer.wal.sync()?;
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.commit.last_sync_nanos.store(nanos, Ordering::Relaxed);
         }
         self.stats.wal_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.stats.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
