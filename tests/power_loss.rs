@@ -263,6 +263,16 @@ fn run_workload(fault: Option<(FaultKind, usize)>) -> (Run, usize) {
     (Run { fs, history, acked, durable, error, db }, ops)
 }
 
+/// Opens the database on `fs` (faults cleared) and checks that it holds the state
+/// after a prefix of `history` of at least `durable` writes and takes a write.
+fn reopen_holding_durable(fs: &FaultFs, history: &History, durable: usize, what: &str) -> Db {
+    let db = Db::open(DIR, options(fs)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let k = history.matching_prefix(&db, durable, what);
+    assert!(k <= history.writes.len());
+    db.put("again", "works").unwrap_or_else(|e| panic!("{what}: write after reopen: {e}"));
+    db
+}
+
 /// For each fault kind and each `n` below the number of such operations in a dry run
 /// of the workload, the `n`-th operation fails: an error surfaces, writes stop, reads
 /// keep working, and after a power loss nothing acknowledged with sync is lost and no
@@ -286,41 +296,32 @@ fn injected_failures_lose_nothing_synced() {
             }
             if kind == FaultKind::Remove {
                 assert!(error.is_none(), "{what}: a failed removal failed a write: {error:?}");
-                fs.power_loss();
-                drop(db);
-                let db = Db::open(DIR, options(&fs))
-                    .unwrap_or_else(|e| panic!("{what}: reopen after power loss failed: {e}"));
-                history.matching_prefix(&db, durable, &format!("{what}: after power loss"));
-                db.close().unwrap();
-                continue;
+            } else {
+                let error = error.unwrap_or_else(|| {
+                    panic!("{what}: the fault fired but every write and flush succeeded")
+                });
+                assert!(
+                    matches!(error, Error::Io(_) | Error::Background(_)),
+                    "{what}: unexpected error {error}"
+                );
+                // Writes stay stopped; reads see exactly the acknowledged writes.
+                let err = db
+                    .put("after", "failure")
+                    .expect_err(&format!("{what}: a write after an I/O failure ({error})"));
+                assert!(matches!(err, Error::Background(_)), "{what}: {err}");
+                assert_eq!(
+                    contents(&db, KEY_SPACE),
+                    history.model(acked),
+                    "{what}: reads after the failure"
+                );
             }
-            let error = error.unwrap_or_else(|| {
-                panic!("{what}: the fault fired but every write and flush succeeded")
-            });
-            assert!(
-                matches!(error, Error::Io(_) | Error::Background(_)),
-                "{what}: unexpected error {error}"
-            );
-            // Writes stay stopped; reads see exactly the acknowledged writes.
-            let err = db
-                .put("after", "failure")
-                .expect_err(&format!("{what}: a write after an I/O failure ({error})"));
-            assert!(matches!(err, Error::Background(_)), "{what}: {err}");
-            assert_eq!(
-                contents(&db, KEY_SPACE),
-                history.model(acked),
-                "{what}: reads after the failure"
-            );
 
             fs.power_loss();
             drop(db);
             fs.clear_faults();
-            let db = Db::open(DIR, options(&fs))
-                .unwrap_or_else(|e| panic!("{what}: reopen after power loss failed: {e}"));
-            let k = history.matching_prefix(&db, durable, &format!("{what}: after power loss"));
-            assert!(k <= history.writes.len());
-            db.put("again", "works").unwrap_or_else(|e| panic!("{what}: write after reopen: {e}"));
-            db.close().unwrap();
+            reopen_holding_durable(&fs, &history, durable, &format!("{what}: after power loss"))
+                .close()
+                .unwrap();
             let db = Db::open(DIR, options(&fs))
                 .unwrap_or_else(|e| panic!("{what}: second reopen failed: {e}"));
             assert_eq!(db.get("again").unwrap().as_deref(), Some(&b"works"[..]), "{what}");
@@ -520,11 +521,9 @@ fn injected_failures_during_recovery_lose_nothing_synced() {
             }
             fs.clear_faults();
             fs.power_loss();
-            let db = Db::open(DIR, options(&fs))
-                .unwrap_or_else(|e| panic!("{what}: reopen after the fault failed: {e}"));
-            history.matching_prefix(&db, durable, &format!("{what}: reopened"));
-            db.put("again", "works").unwrap_or_else(|e| panic!("{what}: write after reopen: {e}"));
-            db.close().unwrap();
+            reopen_holding_durable(&fs, &history, durable, &format!("{what}: reopened"))
+                .close()
+                .unwrap();
         }
     }
 }
