@@ -68,21 +68,57 @@ pub use options::{
     WalRecovery, WriteOptions,
 };
 
-/// The parts of the engine that `aeternus inspect` and `dump` and the integration tests
-/// read without a [`Db`]: file names, the manifest, tables and WAL segments.
+/// The parts of the engine that `aeternus inspect` and `dump`, the integration tests and
+/// the fuzz targets (`fuzz/`, see `docs/fuzzing.md`) reach without a [`Db`]: file names,
+/// the manifest, tables and their blocks, WAL segments and their records.
 ///
 /// Not API: hidden from the documentation, with no stability promise.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::batch::{BatchOp, decode_wal_record};
     pub use crate::error::Corruption;
-    pub use crate::file_names::{FileKind, classify, parse_segment_file_name, segment_file_name};
-    pub use crate::key::{Entry, ValueKind, compare_internal};
-    pub use crate::manifest::{Manifest, ManifestState};
+    pub use crate::file_names::{
+        CURRENT, FileKind, classify, manifest_file_name, parse_segment_file_name,
+        segment_file_name, table_file_name,
+    };
+    pub use crate::key::{Entry, MAX_SEQNO, SeqNo, ValueKind, compare_internal};
+    pub use crate::manifest::{Manifest, ManifestState, TableMeta, VersionEdit};
     pub use crate::sstable::Table;
+    pub use crate::sstable::block::{Block, BlockBuilder, BlockGet, BlockIter};
     pub use crate::sstable::cache::BlockCache;
+    pub use crate::sstable::filter::{BloomFilter, FilterBuilder};
+    pub use crate::sstable::footer::{BLOCK_HANDLE_SIZE, BlockHandle, FOOTER_SIZE, Footer};
+    pub use crate::sstable::framing::{decode_block, encode_block};
     pub use crate::sstable::properties::Properties;
-    pub use crate::wal::{ReplayError, ReplayOutcome, replay_segment};
+    pub use crate::sstable::{TableBuilder, TableOptions};
+    pub use crate::wal::{ReplayError, ReplayOutcome, WalWriter, replay_segment};
+
+    /// The WAL record payload of one commit group holding `batches`, its first operation
+    /// at `base_seqno`: what the write path appends and [`decode_wal_record`] reads.
+    pub fn encode_wal_record(batches: &[crate::WriteBatch], base_seqno: SeqNo) -> Vec<u8> {
+        let mut group = crate::batch::GroupBuilder::new();
+        for batch in batches {
+            group.append(std::borrow::Cow::Borrowed(batch));
+        }
+        group.finish(base_seqno)
+    }
+
+    /// Decodes `block` as the index block (at file offset `at`) of a table whose data
+    /// blocks end at `data_end`, as [`Table::open`] does, then seeks `(key, seqno)` and
+    /// reads the handle found. Returns the number of data blocks.
+    pub fn decode_index_block(
+        block: &Block,
+        at: u64,
+        data_end: u64,
+        key: &[u8],
+        seqno: SeqNo,
+    ) -> Result<usize, Corruption> {
+        let index = crate::sstable::index::BlockIndex::decode(block, at, data_end)?;
+        let found = index.seek(key, seqno);
+        let handle = index.handle(found);
+        debug_assert!(found < index.len() || handle == BlockHandle::default());
+        Ok(index.len())
+    }
 }
 
 /// The README's example, compiled and run as a doctest.

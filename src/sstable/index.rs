@@ -24,7 +24,7 @@ use super::footer::{BLOCK_HANDLE_SIZE, BlockHandle};
 
 /// The data blocks of a table, in key order.
 #[derive(Debug, Default)]
-pub(super) struct BlockIndex {
+pub(crate) struct BlockIndex {
     /// Every block's last user key, concatenated.
     keys: Vec<u8>,
     /// `key_ends[i]`: where block `i`'s key ends in `keys`.
@@ -40,7 +40,7 @@ pub(super) struct BlockIndex {
 impl BlockIndex {
     /// Reads the index block `block` (at file offset `at`) of a table whose data
     /// blocks end at `data_end`, checking both invariants.
-    pub(super) fn decode(block: &Block, at: u64, data_end: u64) -> Result<Self, Corruption> {
+    pub(crate) fn decode(block: &Block, at: u64, data_end: u64) -> Result<Self, Corruption> {
         let bad = |message: String| Corruption::new(at, message);
         let mut index = BlockIndex::default();
         for entry in block.iter() {
@@ -76,7 +76,7 @@ impl BlockIndex {
     }
 
     /// The number of data blocks.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 
@@ -86,7 +86,7 @@ impl BlockIndex {
     }
 
     /// Where block `i` lies in the file (an empty handle past the end).
-    pub(super) fn handle(&self, i: usize) -> BlockHandle {
+    pub(crate) fn handle(&self, i: usize) -> BlockHandle {
         let Some(&end) = self.ends.get(i) else { return BlockHandle::default() };
         let offset = i.checked_sub(1).map_or(0, |before| self.ends[before]);
         // Contiguous blocks (invariant 2) of framed sizes that fit a `u32`.
@@ -101,7 +101,7 @@ impl BlockIndex {
     }
 
     /// The first block whose last internal key is `>= (key, seqno)` (`len()` if none).
-    pub(super) fn seek(&self, key: &[u8], seqno: SeqNo) -> usize {
+    pub(crate) fn seek(&self, key: &[u8], seqno: SeqNo) -> usize {
         // Prefixes order blocks wherever they differ; only equal ones need the keys.
         let prefix = key_prefix(key);
         let below = self.prefixes.partition_point(|p| *p < prefix);

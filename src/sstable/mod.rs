@@ -37,7 +37,7 @@ pub mod concat;
 pub mod filter;
 pub mod footer;
 pub mod framing;
-mod index;
+pub(crate) mod index;
 pub mod iter;
 pub mod properties;
 

@@ -1,0 +1,3 @@
+//! Fuzz target `block`: see `aeternus_fuzz::block` and docs/fuzzing.md.
+
+aeternus_fuzz::fuzz_main!(aeternus_fuzz::block::run);

@@ -1,0 +1,3 @@
+//! Fuzz target `framing`: see `aeternus_fuzz::framing` and docs/fuzzing.md.
+
+aeternus_fuzz::fuzz_main!(aeternus_fuzz::framing::run);

@@ -1,0 +1,3 @@
+//! Fuzz target `model`: see `aeternus_fuzz::model` and docs/fuzzing.md.
+
+aeternus_fuzz::fuzz_main!(aeternus_fuzz::model::run);
