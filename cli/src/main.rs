@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use aeternusdb::{Db, Options};
 use clap::{Parser, Subcommand};
 
-use commands::{admin, bench, data, inspect, io};
+use commands::{admin, bench, crashtest, data, inspect, io};
 
 /// AeternusDB command-line tool: read, write, load, export and inspect a database.
 #[derive(Debug, Parser)]
@@ -62,6 +62,12 @@ enum Command {
     /// Run the benchmark workloads (each in a fresh database under a temporary
     /// directory, inside --dir if given) and print a results table.
     Bench(bench::BenchArgs),
+    /// Kill a writing child process over and over (SIGKILL) and check every recovery:
+    /// tests crash safety on the filesystem of --dir (default: the current directory).
+    Crashtest(crashtest::CrashtestArgs),
+    /// The child process of `crashtest`.
+    #[command(hide = true)]
+    CrashtestChild(crashtest::ChildArgs),
 }
 
 /// A failure reported to the user as one line.
@@ -137,6 +143,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Verify => inspect::verify(dir),
         Command::Dump(command) => inspect::dump(command),
         Command::Bench(args) => bench::bench(dir, args),
+        Command::Crashtest(args) => crashtest::crashtest(dir, args),
+        Command::CrashtestChild(args) => crashtest::run_child_process(args),
     }
 }
 

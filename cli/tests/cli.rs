@@ -325,3 +325,32 @@ fn bench_refuses_bad_workloads_and_database_directories() {
     assert!(error.contains("holds a database"), "{error}");
     assert_eq!(ok(dir, &["get", "a"]), "1\n");
 }
+
+/// A few kill cycles of `crashtest` (the long runs are in docs/reliability.md): it
+/// passes, reports what it checked, and removes its databases.
+#[test]
+fn crashtest_kills_a_writer_and_verifies_every_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(tmp.path(), &["crashtest", "--cycles", "12", "--seed", "7"]);
+    assert!(out.starts_with("aeternus crashtest: seed 7, 12 cycles, in "), "{out}");
+    assert!(out.contains("verdict: PASS, 0 violations in 12 cycles"), "{out}");
+    let acknowledged = out
+        .lines()
+        .find_map(|l| l.strip_prefix("batches:")?.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no batch count: {out}"));
+    assert!(acknowledged > 0, "the children acknowledged nothing: {out}");
+    assert!(out.contains("database 0 ("), "{out}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "databases left behind");
+}
+
+#[test]
+fn crashtest_refuses_a_database_directory_and_bad_durations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &db_dir(&tmp);
+    ok(dir, &["put", "a", "1"]);
+    let error = fails(Some(dir), &["crashtest", "--cycles", "1"]);
+    assert!(error.contains("holds a database"), "{error}");
+    let error = fails(Some(tmp.path()), &["crashtest", "--duration", "ten minutes"]);
+    assert!(error.contains("--duration"), "{error}");
+    assert_eq!(ok(dir, &["get", "a"]), "1\n");
+}

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod crashtest;
 pub mod data;
 pub mod inspect;
 pub mod io;
