@@ -39,7 +39,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -47,7 +46,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aeternusdb::fs::OsFs;
-use aeternusdb::internals::{FileKind, Manifest, ManifestState, classify as classify_file_name};
+use aeternusdb::internals::Manifest;
 use aeternusdb::{
     CompactionStrategyOptions, Db, LeveledOptions, Options, SizeTieredOptions, WriteBatch,
 };
@@ -309,29 +308,6 @@ fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> 
     ChildRun { acks, compactions, stderr }
 }
 
-/// The files of a database directory, by kind.
-#[derive(Debug, Default)]
-struct DirListing {
-    tables: BTreeSet<u64>,
-    wals: BTreeSet<u64>,
-    manifests: BTreeSet<u64>,
-    temps: Vec<String>,
-}
-
-fn list_dir(dir: &Path) -> DirListing {
-    let mut listing = DirListing::default();
-    for name in common::file_names(dir) {
-        match classify_file_name(&name) {
-            FileKind::Table(n) => drop(listing.tables.insert(n)),
-            FileKind::Wal(n) => drop(listing.wals.insert(n)),
-            FileKind::Manifest(n) => drop(listing.manifests.insert(n)),
-            FileKind::Temp => listing.temps.push(name),
-            FileKind::Fixed | FileKind::Unknown => {}
-        }
-    }
-    listing
-}
-
 /// Files a crash left that the manifest does not name (expected before a reopen):
 /// tables being written or whose removal was logged, temporary files.
 fn leftovers(dir: &Path) -> usize {
@@ -339,75 +315,9 @@ fn leftovers(dir: &Path) -> usize {
         // Killed before the database was created.
         return 0;
     }
-    let listing = list_dir(dir);
+    let listing = common::list_dir(dir);
     let state = Manifest::load(&OsFs, dir).unwrap();
     listing.tables.iter().filter(|n| !state.tables.contains_key(n)).count() + listing.temps.len()
-}
-
-/// Checks that the directory holds exactly what the manifest needs: its tables, no
-/// temporary file and one manifest; with `db` (open and quiescent), that its version
-/// has as many tables; without (closed), that no WAL segment lies outside
-/// `[log_number, last_wal]` and the newest is there. Returns the manifest state.
-fn check_no_orphans(dir: &Path, db: Option<&Db>, context: &str) -> ManifestState {
-    let listing = list_dir(dir);
-    let state = Manifest::load(&OsFs, dir).unwrap();
-    assert!(listing.temps.is_empty(), "{context}: temporary files remain: {:?}", listing.temps);
-    let named: BTreeSet<u64> = state.tables.keys().copied().collect();
-    assert_eq!(
-        listing.tables, named,
-        "{context}: the .sst files (left) are not the manifest's tables (right)"
-    );
-    if let Some(db) = db {
-        let stats = db.stats().unwrap();
-        assert_eq!(
-            stats.sstables,
-            listing.tables.len(),
-            "{context}: the open version has {} tables, the directory {} .sst files",
-            stats.sstables,
-            listing.tables.len()
-        );
-    }
-    let current = Manifest::current_path(&OsFs, dir).unwrap();
-    assert_eq!(
-        listing.manifests.len(),
-        1,
-        "{context}: several manifests: {:?} (current: {})",
-        listing.manifests,
-        current.display()
-    );
-    if db.is_some() {
-        // The flush thread deletes a flushed memtable's WAL segments after installing
-        // the new version: only once it has stopped is the WAL set settled.
-        return state;
-    }
-    let stray: Vec<u64> = listing
-        .wals
-        .iter()
-        .copied()
-        .filter(|n| !(state.log_number..=state.last_wal).contains(n))
-        .collect();
-    assert!(
-        stray.is_empty(),
-        "{context}: WAL segments {stray:?} are outside the manifest's [{}, {}]",
-        state.log_number,
-        state.last_wal
-    );
-    assert!(
-        listing.wals.contains(&state.last_wal),
-        "{context}: the newest WAL segment {} is missing",
-        state.last_wal
-    );
-    state
-}
-
-/// Waits until the flush thread has flushed every replayed memtable (with automatic
-/// compaction off, the version then stays as it is).
-fn wait_for_flushes(db: &Db, context: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.stats().unwrap().frozen_memtables > 0 {
-        assert!(Instant::now() < deadline, "{context}: replayed memtables never flushed");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Runs `cycles` write-and-kill cycles on one directory and checks each recovery.
@@ -469,11 +379,11 @@ fn crash_cycles(mode: Mode, cycles: usize) {
             model.map.keys().map(|k| String::from_utf8_lossy(k)).collect::<Vec<_>>(),
             found.map.keys().map(|k| String::from_utf8_lossy(k)).collect::<Vec<_>>(),
         );
-        wait_for_flushes(&db, &context);
-        check_no_orphans(dir.path(), Some(&db), &context);
+        common::wait_for_flushes(&db, &context);
+        common::check_no_orphans(dir.path(), Some(&db), &context);
         db.close().unwrap();
         drop(open);
-        let state = check_no_orphans(dir.path(), None, &format!("{context}, after close"));
+        let state = common::check_no_orphans(dir.path(), None, &format!("{context}, after close"));
         max_tables = max_tables.max(state.tables.len());
         deepest_level =
             deepest_level.max(state.tables.values().map(|t| t.level).max().unwrap_or(0));

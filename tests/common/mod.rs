@@ -3,10 +3,14 @@
 //! Each test file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aeternusdb::fs::OsFs;
+use aeternusdb::internals::{FileKind, Manifest, ManifestState, classify};
 
 use aeternusdb::{
     Bytes, CompactionStrategyOptions, Db, LeveledOptions, Options, Result, SizeTieredOptions,
@@ -343,5 +347,94 @@ impl aeternusdb::fs::FileSystem for GateFs {
 
     fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn aeternusdb::fs::FileLock>>> {
         aeternusdb::fs::OsFs.try_lock(path)
+    }
+}
+
+/// The files of a database directory, by kind.
+#[derive(Debug, Default)]
+pub struct DirListing {
+    pub tables: BTreeSet<u64>,
+    pub wals: BTreeSet<u64>,
+    pub manifests: BTreeSet<u64>,
+    pub temps: Vec<String>,
+}
+
+pub fn list_dir(dir: &Path) -> DirListing {
+    let mut listing = DirListing::default();
+    for name in file_names(dir) {
+        match classify(&name) {
+            FileKind::Table(n) => drop(listing.tables.insert(n)),
+            FileKind::Wal(n) => drop(listing.wals.insert(n)),
+            FileKind::Manifest(n) => drop(listing.manifests.insert(n)),
+            FileKind::Temp => listing.temps.push(name),
+            FileKind::Fixed | FileKind::Unknown => {}
+        }
+    }
+    listing
+}
+
+/// Checks that the directory holds exactly what the manifest needs: its tables, no
+/// temporary file and one manifest; with `db` (open and quiescent), that its version
+/// has as many tables; without (closed), that no WAL segment lies outside
+/// `[log_number, last_wal]` and the newest is there. Returns the manifest state.
+pub fn check_no_orphans(dir: &Path, db: Option<&Db>, context: &str) -> ManifestState {
+    let listing = list_dir(dir);
+    let state = Manifest::load(&OsFs, dir).unwrap();
+    assert!(listing.temps.is_empty(), "{context}: temporary files remain: {:?}", listing.temps);
+    let named: BTreeSet<u64> = state.tables.keys().copied().collect();
+    assert_eq!(
+        listing.tables, named,
+        "{context}: the .sst files (left) are not the manifest's tables (right)"
+    );
+    if let Some(db) = db {
+        let stats = db.stats().unwrap();
+        assert_eq!(
+            stats.sstables,
+            listing.tables.len(),
+            "{context}: the open version has {} tables, the directory {} .sst files",
+            stats.sstables,
+            listing.tables.len()
+        );
+    }
+    let current = Manifest::current_path(&OsFs, dir).unwrap();
+    assert_eq!(
+        listing.manifests.len(),
+        1,
+        "{context}: several manifests: {:?} (current: {})",
+        listing.manifests,
+        current.display()
+    );
+    if db.is_some() {
+        // The flush thread deletes a flushed memtable's WAL segments after installing
+        // the new version: only once it has stopped is the WAL set settled.
+        return state;
+    }
+    let stray: Vec<u64> = listing
+        .wals
+        .iter()
+        .copied()
+        .filter(|n| !(state.log_number..=state.last_wal).contains(n))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "{context}: WAL segments {stray:?} are outside the manifest's [{}, {}]",
+        state.log_number,
+        state.last_wal
+    );
+    assert!(
+        listing.wals.contains(&state.last_wal),
+        "{context}: the newest WAL segment {} is missing",
+        state.last_wal
+    );
+    state
+}
+
+/// Waits until the flush thread has flushed every replayed memtable (with automatic
+/// compaction off, the version then stays as it is).
+pub fn wait_for_flushes(db: &Db, context: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.stats().unwrap().frozen_memtables > 0 {
+        assert!(Instant::now() < deadline, "{context}: replayed memtables never flushed");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
