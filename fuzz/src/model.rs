@@ -61,6 +61,11 @@ fn key(i: u8) -> Bytes {
     Bytes::from(format!("k{:02}", i % KEY_SPACE))
 }
 
+/// `key(i)` for `i <= KEY_SPACE`, without wrapping: the exclusive end of a range.
+fn end_key(i: u8) -> Bytes {
+    Bytes::from(format!("k{i:02}"))
+}
+
 /// Reads the bytes of the program, zero once they run out.
 struct Program<'a> {
     data: &'a [u8],
@@ -178,7 +183,7 @@ impl Harness {
                 let (a, b) = (a.min(b), a.max(b).saturating_add(1));
                 let i = self.history.writes.len();
                 let marker = Op::Put(key(p.byte()), Bytes::from(format!("w{i}-after-range")));
-                self.write(vec![Op::DeleteRange(key(a), key(b)), marker], opcode & 0x10 != 0);
+                self.write(vec![Op::DeleteRange(key(a), end_key(b)), marker], opcode & 0x10 != 0);
             }
             7 => {
                 let i = self.history.writes.len();
