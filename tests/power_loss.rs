@@ -153,6 +153,89 @@ fn synced_writes_survive_power_loss() {
     }
 }
 
+/// How a power cut treats the bytes not yet synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Every unsynced byte is lost.
+    DropUnsynced,
+    /// Each file keeps a random prefix of its unsynced bytes (Pebble's `CrashClone`).
+    KeepRandomPrefix,
+}
+
+/// Power cuts at random moments while a writer writes (two in five synced) and
+/// flushes and leveled compactions run, four per filesystem, each continuing from what
+/// the last left. After each, the database holds the state after a prefix of the writes
+/// issued that includes every synced acknowledged write, and takes writes again.
+fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
+    let mut kept_bytes = 0usize;
+    for seed in seeds {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let fs = FaultFs::new();
+        let options = || Options {
+            auto_compaction: true,
+            compaction: common::leveled_aggressive(),
+            ..options(&fs)
+        };
+        let mut history = History::default();
+        let mut durable = 0;
+        for round in 0..4 {
+            let what = format!("{cut:?} seed {seed} round {round}");
+            let db = Db::open(DIR, options()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+            let writer_seed = rng.r#gen::<u64>();
+            let writer = std::thread::scope(|scope| {
+                let (db, history) = (&db, &mut history);
+                let writer = scope.spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(writer_seed);
+                    let mut durable = None;
+                    loop {
+                        let sync = rng.gen_bool(0.4);
+                        let batch = history.next(&mut rng);
+                        if db.write_with(&batch, sync_if(sync)).is_err() {
+                            return durable;
+                        }
+                        if sync {
+                            durable = Some(history.writes.len());
+                        }
+                    }
+                });
+                std::thread::sleep(std::time::Duration::from_micros(rng.gen_range(0..30_000)));
+                match cut {
+                    Cut::DropUnsynced => fs.power_loss(),
+                    Cut::KeepRandomPrefix => fs.power_loss_keeping(|_, unsynced| {
+                        let kept = rng.gen_range(0..=unsynced);
+                        kept_bytes += kept;
+                        kept
+                    }),
+                }
+                writer.join().unwrap()
+            });
+            durable = writer.unwrap_or(durable);
+            drop(db);
+            let db = Db::open(DIR, options()).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            let k = history.matching_prefix(&db, durable, &what);
+            history.writes.truncate(k);
+            durable = k;
+            db.close().unwrap();
+        }
+    }
+    if cut == Cut::KeepRandomPrefix {
+        assert!(kept_bytes > 0, "no cut kept an unsynced byte: the variant tested nothing");
+    }
+}
+
+#[test]
+fn power_cuts_at_random_moments_lose_nothing_synced() {
+    power_cuts_at_random_moments(0..6, Cut::DropUnsynced);
+    power_cuts_at_random_moments(0..6, Cut::KeepRandomPrefix);
+}
+
+#[test]
+#[ignore = "long: 2 × 250 filesystems of four power cuts each"]
+fn power_cuts_at_random_moments_lose_nothing_synced_long() {
+    power_cuts_at_random_moments(0..250, Cut::DropUnsynced);
+    power_cuts_at_random_moments(0..250, Cut::KeepRandomPrefix);
+}
+
 /// The WAL append of a write keeps only a prefix of its bytes and fails: the write
 /// fails, later writes fail, reads go on; after a crash or a power loss the torn
 /// record is dropped, and the database keeps working across further reopens.

@@ -126,14 +126,28 @@ impl FaultFs {
     /// loses its unsynced bytes, open write handles die and all locks are released.
     /// Pending faults stay armed.
     pub fn power_loss(&self) {
+        self.power_loss_keeping(|_, _| 0);
+    }
+
+    /// A power cut after which each durable file keeps, beyond its synced prefix, the
+    /// first `keep(path, unsynced)` (at most `unsynced`) of its `unsynced` appended
+    /// bytes: the OS had written some of them back, in order, before the cut (the
+    /// idea of Pebble's `CrashClone`). A WAL or manifest can end in part of a record
+    /// this way. Otherwise as [`power_loss`](Self::power_loss): the namespace is the
+    /// durable one, handles die, locks are released.
+    pub fn power_loss_keeping(&self, mut keep: impl FnMut(&Path, usize) -> usize) {
         let mut state = self.state.lock();
         state.live = state.durable.clone();
-        for inode in state.durable.values() {
+        for (path, inode) in &state.durable {
             let mut inode = inode.lock();
             let (synced_len, reserved) = (inode.synced_len, inode.synced_reserved);
-            inode.data.truncate(synced_len);
-            inode.data.resize(synced_len.max(reserved), 0);
-            inode.appended = synced_len;
+            let unsynced = inode.appended - synced_len;
+            let kept = synced_len + keep(path, unsynced).min(unsynced);
+            inode.data.truncate(kept);
+            inode.data.resize(kept.max(reserved), 0);
+            inode.appended = kept;
+            // What survived is on disk now (a second name for this file keeps the same).
+            inode.synced_len = kept;
         }
         state.epoch += 1;
         state.locks.clear();
@@ -430,6 +444,35 @@ mod tests {
         assert!(file.append(b"x").is_err());
         file.truncate(8)?;
         assert_eq!((fs.used_bytes(), fs.reserved_bytes()), (8, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn power_loss_keeping_keeps_a_prefix_of_the_unsynced_appends() -> TestResult {
+        let (fs, dir) = setup()?;
+        let (plain, reserved) = (dir.join("000001.wal"), dir.join("000002.wal"));
+        let mut file = fs.create(&plain)?;
+        file.append(b"synced-")?;
+        file.sync()?;
+        file.append(b"unsynced")?;
+        let mut file = fs.create(&reserved)?;
+        file.preallocate(16)?;
+        file.append(b"ab")?;
+        file.sync()?;
+        file.append(b"cdef")?;
+        fs.sync_dir(&dir)?;
+        let mut asked = Vec::new();
+        fs.power_loss_keeping(|path, unsynced| {
+            asked.push((path.to_path_buf(), unsynced));
+            if path == plain { 2 } else { 100 }
+        });
+        assert_eq!(asked, [(plain.clone(), 8), (reserved.clone(), 4)]);
+        assert_eq!(fs.read_all(&plain)?, b"synced-un");
+        // Asked for more than there was: all of it, then the reserved zeros.
+        assert_eq!(fs.read_all(&reserved)?, b"abcdef\0\0\0\0\0\0\0\0\0\0");
+        // What was kept is durable: a second power loss keeps it.
+        fs.power_loss();
+        assert_eq!(fs.read_all(&plain)?, b"synced-un");
         Ok(())
     }
 
