@@ -251,21 +251,8 @@ struct ChildRun {
     stderr: String,
 }
 
-/// Held while this process has a database open, and while it spawns a child.
-///
-/// A child forked while the parent holds a database's `LOCK` (an `flock`) shares the
-/// lock until it execs; if the parent closes and reopens that database meanwhile, the
-/// reopen finds the directory locked. Tests run on parallel threads, so a spawn in one
-/// would make another's reopen fail now and then.
-static NO_SPAWN_WHILE_OPEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn no_spawn_while_open() -> std::sync::MutexGuard<'static, ()> {
-    NO_SPAWN_WHILE_OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Runs a child writing from batch `start` and kills it after `delay`.
 fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> ChildRun {
-    let spawning = no_spawn_while_open();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
         .env(ENV_DIR, dir)
@@ -276,7 +263,6 @@ fn run_child(mode: Mode, dir: &Path, seed: u64, start: u64, delay: Duration) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(spawning);
     let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -349,7 +335,6 @@ fn crash_cycles(mode: Mode, cycles: usize) {
             cycles_with_leftovers += 1;
         }
 
-        let open = no_spawn_while_open();
         let db = Db::open(dir.path(), Options { auto_compaction: false, ..mode.options() })
             .unwrap_or_else(|e| {
                 panic!("{context}: reopen failed: {e}\nchild stderr:\n{}", run.stderr)
@@ -382,7 +367,6 @@ fn crash_cycles(mode: Mode, cycles: usize) {
         common::wait_for_flushes(&db, &context);
         common::check_no_orphans(dir.path(), Some(&db), &context);
         db.close().unwrap();
-        drop(open);
         let state = common::check_no_orphans(dir.path(), None, &format!("{context}, after close"));
         max_tables = max_tables.max(state.tables.len());
         deepest_level =
@@ -445,7 +429,6 @@ fn kills_amid_tiered_compactions_lose_no_acknowledged_batch_long() {
 /// record in the WAL, the same directory could hold data and stays corruption.
 #[test]
 fn a_kill_before_the_first_current_starts_over_unless_the_wal_holds_data() {
-    let _open = no_spawn_while_open();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
     db.close().unwrap();

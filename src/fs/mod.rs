@@ -15,12 +15,13 @@
 //! - [`FileSystem::set_len`] cuts a file in place and syncs it: the cut and the bytes
 //!   before it are durable when it returns.
 
+mod dir_lock;
 mod fault;
 
 pub use fault::{FaultFs, FaultKind};
 
 use std::fmt;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -188,12 +189,6 @@ impl RandomAccessFile for OsRandomAccessFile {
     }
 }
 
-struct OsFileLock {
-    _file: File,
-}
-
-impl FileLock for OsFileLock {}
-
 impl FileSystem for OsFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
@@ -243,13 +238,7 @@ impl FileSystem for OsFs {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(OsFileLock { _file: file }))),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(e),
-        }
+        dir_lock::try_lock(path)
     }
 
     fn exists(&self, path: &Path) -> bool {
