@@ -69,10 +69,10 @@ mod imp {
 
     pub(super) fn try_lock(path: &Path) -> io::Result<Option<Box<dyn FileLock>>> {
         let mut locked = LOCKED.lock();
-        if let Ok(meta) = std::fs::metadata(path) {
-            if locked.contains(&(meta.dev(), meta.ino())) {
-                return Ok(None);
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && locked.contains(&(meta.dev(), meta.ino()))
+        {
+            return Ok(None);
         }
         let file = super::open(path)?;
         let meta = file.metadata()?;
