@@ -367,6 +367,7 @@ fn injected_failures_lose_nothing_synced() {
         let (dry, total) = run_workload(Some((kind, usize::MAX)));
         assert!(dry.error.is_none(), "{kind:?}: the dry run failed: {:?}", dry.error);
         assert!(total > 0, "{kind:?}: the workload does no such operation");
+        eprintln!("write path: failing each of {total} {kind:?} operations in turn");
         for n in 0..total {
             let what = format!("{kind:?} #{n} of {total}");
             let (run, ops) = run_workload(Some((kind, n)));
@@ -572,6 +573,7 @@ fn injected_failures_during_recovery_lose_nothing_synced() {
         db.close().unwrap();
         let total = fs.count(kind) - before;
         assert!(total > 0, "{kind:?}: recovery does no such operation");
+        eprintln!("recovery: failing each of {total} {kind:?} operations in turn");
         for n in 0..total {
             let what = format!("{kind:?} #{n} of {total} during recovery");
             let (fs, history, durable) = crashed_with_a_long_wal();
