@@ -354,3 +354,27 @@ fn crashtest_refuses_a_database_directory_and_bad_durations() {
     assert!(error.contains("--duration"), "{error}");
     assert_eq!(ok(dir, &["get", "a"]), "1\n");
 }
+
+/// Ctrl-C (SIGINT) ends a crashtest after its current cycle, with the summary and a
+/// verdict; the child, in a process group of its own, is still killed by the parent.
+#[test]
+fn crashtest_stops_on_sigint_with_its_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_aeternus"))
+        .env_remove("AETERNUS_DIR")
+        .arg("--dir")
+        .arg(tmp.path())
+        .args(["crashtest", "--duration", "10m", "--seed", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("interrupted: stopped after cycle "), "{stdout}");
+    assert!(stdout.contains("verdict: PASS"), "{stdout}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "databases left behind");
+}

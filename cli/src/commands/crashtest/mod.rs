@@ -24,9 +24,11 @@ mod workload;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aeternusdb::fs::OsFs;
@@ -110,6 +112,12 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
     )?;
     out.flush()?;
 
+    // Ctrl-C or SIGTERM: stop after the current cycle, with the summary (the child is
+    // in a process group of its own, so the terminal's SIGINT does not reach it).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone())?;
+    }
     let bar = progress_bar(args.cycles.unwrap_or(0), "{elapsed_precise} {pos} cycles  {msg}");
     let started = Instant::now();
     let mut totals = Totals::default();
@@ -117,7 +125,8 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
     let mut cycle = 0;
     let violation = loop {
         let done = args.cycles.is_some_and(|n| cycle >= n)
-            || limit.is_some_and(|limit| started.elapsed() >= limit);
+            || limit.is_some_and(|limit| started.elapsed() >= limit)
+            || interrupted.load(Ordering::Relaxed);
         let db_dir = work.path().join(format!("db-{}", cycle / CYCLES_PER_DB));
         if cycle % CYCLES_PER_DB == 0 || done {
             // The database before this one gets its final check.
@@ -185,6 +194,9 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
     match violation {
         None => {
             print_summary(&mut out, &totals, elapsed)?;
+            if interrupted.load(Ordering::Relaxed) {
+                writeln!(out, "interrupted: stopped after cycle {}", totals.cycles)?;
+            }
             writeln!(out, "verdict: PASS, 0 violations in {} cycles", totals.cycles)?;
             Ok(true)
         }
@@ -241,6 +253,7 @@ fn run_child(
         .args(["--seed", &seed.to_string(), "--cycle", &cycle.to_string()])
         .args(["--start", &starts_arg])
         .stdin(Stdio::null())
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
