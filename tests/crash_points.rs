@@ -2,7 +2,7 @@
 //! with SIGKILL at one named filesystem operation, at its Nth hit, just before or just
 //! after it; the parent recovers the database and checks it.
 //!
-//! The points are the filesystem seam's operations, named `<op>:<file>`:
+//! The points are the filesystem seam's operations ([`HookedFs`]), named `<op>:<file>`:
 //! `create`, `append`, `sync`, `truncate`, `preallocate`, `rename` (named for its
 //! target), `remove`, `set_len` and `sync_dir`, on `wal`, `table`, `manifest`,
 //! `current`, `lock` and their `.tmp` names (`table.tmp`, `current.tmp`). A manifest
@@ -39,8 +39,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use aeternusdb::fs::{FileLock, FileSystem, OsFs, RandomAccessFile, WritableFile};
+use aeternusdb::fs::OsFs;
 use aeternusdb::{Db, Options, WriteBatch, WriteOptions};
+use common::hooked_fs::{HookedFs, Phase};
 use common::{Model, contents, key};
 
 const ENV_DIR: &str = "AETERNUS_POINT_DIR";
@@ -78,152 +79,34 @@ impl Target {
     }
 }
 
-/// The real filesystem, counting each point's hits and killing the process at the
-/// target.
-#[derive(Debug)]
-struct CrashPointFs {
+/// Each point's hits so far, and the process's death at the target.
+#[derive(Debug, Default)]
+struct Points {
     target: Option<Target>,
     hits: Mutex<BTreeMap<String, u64>>,
 }
 
-impl CrashPointFs {
-    fn new(target: Option<Target>) -> Arc<CrashPointFs> {
-        Arc::new(CrashPointFs { target, hits: Mutex::default() })
-    }
-
-    /// Runs `op` as point `<name>:<kind of path>`, dying before or after it if it is
-    /// the target.
-    fn point<T>(&self, name: &str, path: &Path, op: impl FnOnce() -> T) -> T {
-        let point = format!("{name}:{}", file_kind(path));
-        let hit = {
+impl Points {
+    /// The hook of [`HookedFs`]: counts the hit (before the operation) and dies at
+    /// the target's side of it.
+    fn hit(&self, point: &str, phase: Phase) {
+        let hit = if phase == Phase::Before {
             let mut hits = self.hits.lock().unwrap();
-            let count = hits.entry(point.clone()).or_insert(0);
+            let count = hits.entry(point.to_string()).or_insert(0);
             *count += 1;
             *count
+        } else {
+            self.hits.lock().unwrap()[point]
         };
-        let target = self.target.as_ref().filter(|t| t.point == point && t.hit == hit);
-        if target.is_some_and(|t| t.side == Side::Before) {
-            die();
+        let side = if phase == Phase::Before { Side::Before } else { Side::After };
+        if self.target.as_ref().is_some_and(|t| t.point == point && t.hit == hit && t.side == side)
+        {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+            unreachable!("SIGKILL returned");
         }
-        let result = op();
-        if target.is_some() {
-            die();
-        }
-        result
-    }
-
-    fn census(&self) -> BTreeMap<String, u64> {
-        self.hits.lock().unwrap().clone()
-    }
-}
-
-fn die() -> ! {
-    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-    unreachable!("SIGKILL returned");
-}
-
-/// The kind of file `path` names, for a point's name.
-fn file_kind(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (base, temp) = match name.strip_suffix(".tmp") {
-        Some(base) => (base.to_string(), ".tmp"),
-        None => (name, ""),
-    };
-    let kind = if base.ends_with(".wal") {
-        "wal"
-    } else if base.ends_with(".sst") {
-        "table"
-    } else if base.starts_with("MANIFEST-") {
-        "manifest"
-    } else if base == "CURRENT" {
-        "current"
-    } else if base == "LOCK" {
-        "lock"
-    } else if path.extension().is_none() && !base.is_empty() {
-        "dir"
-    } else {
-        "other"
-    };
-    format!("{kind}{temp}")
-}
-
-/// A file being written, whose appends, syncs and cuts are points.
-struct PointFile {
-    fs: Arc<CrashPointFs>,
-    path: std::path::PathBuf,
-    inner: Box<dyn WritableFile>,
-}
-
-impl WritableFile for PointFile {
-    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
-        let (fs, inner) = (&self.fs, &mut self.inner);
-        fs.point("append", &self.path, || inner.append(data))
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        let (fs, inner) = (&self.fs, &mut self.inner);
-        fs.point("sync", &self.path, || inner.sync())
-    }
-
-    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
-        let (fs, inner) = (&self.fs, &mut self.inner);
-        fs.point("truncate", &self.path, || inner.truncate(len))
-    }
-
-    fn preallocate(&mut self, len: u64) -> std::io::Result<()> {
-        let (fs, inner) = (&self.fs, &mut self.inner);
-        fs.point("preallocate", &self.path, || inner.preallocate(len))
-    }
-
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-}
-
-/// Shares one [`CrashPointFs`] between the database and its files.
-#[derive(Debug, Clone)]
-struct SharedPoints(Arc<CrashPointFs>);
-
-impl FileSystem for SharedPoints {
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        OsFs.create_dir_all(dir)
-    }
-
-    fn create(&self, path: &Path) -> std::io::Result<Box<dyn WritableFile>> {
-        let inner = self.0.point("create", path, || OsFs.create(path))?;
-        Ok(Box::new(PointFile { fs: self.0.clone(), path: path.to_path_buf(), inner }))
-    }
-
-    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn RandomAccessFile>> {
-        OsFs.open(path)
-    }
-
-    fn open_immutable(&self, path: &Path) -> std::io::Result<Arc<dyn RandomAccessFile>> {
-        OsFs.open_immutable(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.0.point("rename", to, || OsFs.rename(from, to))
-    }
-
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        self.0.point("remove", path, || OsFs.remove_file(path))
-    }
-
-    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        OsFs.list_dir(dir)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        self.0.point("sync_dir", dir, || OsFs.sync_dir(dir))
-    }
-
-    fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
-        self.0.point("set_len", path, || OsFs.set_len(path, len))
-    }
-
-    fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn FileLock>>> {
-        OsFs.try_lock(path)
     }
 }
 
@@ -283,7 +166,7 @@ fn model_after(n: u64) -> Model {
 }
 
 /// The scripted workload; `ack <n>` on stdout after each write returns.
-fn script(dir: &Path, fs: &SharedPoints) -> aeternusdb::Result<()> {
+fn script(dir: &Path, fs: &HookedFs) -> aeternusdb::Result<()> {
     let options = || Options { fs: Arc::new(fs.clone()), ..options() };
     let ack = |n: u64| println!("ack {n}");
     let db = Db::open(dir, options())?;
@@ -318,14 +201,19 @@ fn script(dir: &Path, fs: &SharedPoints) -> aeternusdb::Result<()> {
 fn child_script() {
     let Ok(dir) = std::env::var(ENV_DIR) else { return };
     let target = std::env::var(ENV_POINT).ok().map(|t| Target::decode(&t));
-    let fs = SharedPoints(CrashPointFs::new(target));
+    let points = Arc::new(Points { target, ..Points::default() });
+    let hook = points.clone();
+    let fs = HookedFs::new(Arc::new(OsFs), move |point, phase| {
+        hook.hit(point, phase);
+        Ok(())
+    });
     // libtest has printed `test child_script ... ` without a newline: end that line.
     println!();
     if let Err(e) = script(Path::new(&dir), &fs) {
         eprintln!("script failed: {e}");
         std::process::exit(3);
     }
-    for (point, count) in fs.0.census() {
+    for (point, count) in points.hits.lock().unwrap().iter() {
         println!("hits {point} {count}");
     }
 }

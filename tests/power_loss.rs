@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use aeternusdb::fs::{FaultFs, FaultKind, FileSystem};
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
+use common::hooked_fs::{HookedFs, Phase};
 use common::{Model, contents};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -234,6 +235,97 @@ fn power_cuts_at_random_moments_lose_nothing_synced() {
 fn power_cuts_at_random_moments_lose_nothing_synced_long() {
     power_cuts_at_random_moments(0..250, Cut::DropUnsynced);
     power_cuts_at_random_moments(0..250, Cut::KeepRandomPrefix);
+}
+
+/// Runs a deterministic workload on `fs` (writes, two in three synced, a flush every
+/// 15, a whole compaction after 40, small enough a manifest limit that it is
+/// rewritten, a close), stopping at the first error; returns the history and how
+/// many writes are known durable.
+fn run_until_cut(fs: Arc<dyn FileSystem>) -> (History, usize) {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut history = History::default();
+    let mut durable = 0;
+    let options =
+        Options { fs, auto_compaction: false, max_manifest_size: 4096, ..common::tiny_options() };
+    let Ok(db) = Db::open(DIR, options) else { return (history, durable) };
+    for i in 0..60 {
+        let sync = i % 3 != 0;
+        if db.write_with(&history.next(&mut rng), sync_if(sync)).is_err() {
+            return (history, durable);
+        }
+        if sync {
+            durable = history.writes.len();
+        }
+        let step = match i {
+            _ if i % 15 == 14 => db.flush(),
+            40 => db.compact(),
+            _ => Ok(()),
+        };
+        if step.is_err() {
+            return (history, durable);
+        }
+        if i % 15 == 14 {
+            durable = history.writes.len();
+        }
+    }
+    if db.close().is_ok() {
+        durable = history.writes.len();
+    }
+    (history, durable)
+}
+
+/// A power cut just before the Nth operation that changes the disk, for every N of
+/// [`run_until_cut`]'s workload: every crash state of the run as `FaultFs` models
+/// durability (ALICE's exhaustive approach, with unsynced directory entries lost).
+/// After the cut the process is gone: every later operation fails. The reopened
+/// database holds a prefix of the writes with every synced acknowledged one, and takes
+/// a write. Each N is cut twice: dropping every unsynced byte, and keeping a random
+/// prefix of each file's.
+#[test]
+fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
+    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = counted.clone();
+    let dry = HookedFs::new(Arc::new(FaultFs::new()), move |_, phase| {
+        if phase == Phase::Before {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    let (history, durable) = run_until_cut(Arc::new(dry));
+    assert_eq!(durable, history.writes.len(), "the dry run failed");
+    let total = counted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(total > 100, "only {total} operations");
+    let mut rng = StdRng::seed_from_u64(3);
+    for n in 0..total {
+        for cut in [Cut::DropUnsynced, Cut::KeepRandomPrefix] {
+            let what = format!("power cut before operation {n} of {total} ({cut:?})");
+            let fs = FaultFs::new();
+            let seed = rng.r#gen::<u64>();
+            let (target, ops) = (fs.clone(), std::sync::atomic::AtomicUsize::new(0));
+            let prefix = parking_lot::Mutex::new(StdRng::seed_from_u64(seed));
+            let hooked = HookedFs::new(Arc::new(fs.clone()), move |_, phase| {
+                if phase == Phase::After {
+                    return Ok(());
+                }
+                let op = ops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if op == n {
+                    match cut {
+                        Cut::DropUnsynced => target.power_loss(),
+                        Cut::KeepRandomPrefix => target.power_loss_keeping(|_, unsynced| {
+                            prefix.lock().gen_range(0..=unsynced)
+                        }),
+                    }
+                }
+                if op >= n {
+                    return Err(std::io::Error::other("the power is off"));
+                }
+                Ok(())
+            });
+            let (history, durable) = run_until_cut(Arc::new(hooked));
+            reopen_holding_durable(&fs, &history, durable, &what).close().unwrap();
+        }
+    }
+    eprintln!("{total} operations, each cut before in two ways");
 }
 
 /// The WAL append of a write keeps only a prefix of its bytes and fails: the write

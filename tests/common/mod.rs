@@ -3,6 +3,8 @@
 //! Each test file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod hooked_fs;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
 
