@@ -378,3 +378,26 @@ fn crashtest_stops_on_sigint_with_its_summary() {
     assert!(stdout.contains("verdict: PASS"), "{stdout}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "databases left behind");
 }
+
+/// The crashtest's self-test: a child that acknowledges writes it never made (as an
+/// engine losing writes would) fails the run with the lost batch named, a reproducer,
+/// exit status 1 and the databases kept for inspection.
+#[test]
+fn crashtest_catches_a_child_that_loses_acknowledged_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_aeternus"))
+        .env_remove("AETERNUS_DIR")
+        .env("AETERNUS_CRASHTEST_SABOTAGE", "1")
+        .arg("--dir")
+        .arg(tmp.path())
+        .args(["crashtest", "--cycles", "20", "--seed", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("verdict: FAIL at cycle "), "{stdout}");
+    assert!(stdout.contains("writer 0: batches "), "{stdout}");
+    assert!(stdout.contains("reproduce: aeternus crashtest --dir "), "{stdout}");
+    assert!(stdout.contains("--seed 5 --cycles "), "{stdout}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "the databases are kept");
+}

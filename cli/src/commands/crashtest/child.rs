@@ -33,6 +33,9 @@ pub struct ChildArgs {
     start: Vec<u64>,
 }
 
+/// Set in the environment, the child loses writes on purpose (see [`run`]).
+pub const SABOTAGE_ENV: &str = "AETERNUS_CRASHTEST_SABOTAGE";
+
 /// Ends the child with a failure the parent reports.
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("{what}: {e}");
@@ -59,6 +62,9 @@ pub fn run(args: ChildArgs) -> ! {
     let db = Db::open(&args.db, plan.options()).unwrap_or_else(|e| fail("open", e));
     report(format_args!("open"));
 
+    // The self-test of cli/tests/cli.rs: writer 0 acknowledges every tenth batch
+    // without writing it, an engine that loses writes, which the parent must catch.
+    let sabotage = std::env::var_os(SABOTAGE_ENV).is_some();
     let mut threads = Vec::new();
     for (w, &start) in args.start.iter().enumerate() {
         let (db, plan) = (db.clone(), plan.clone());
@@ -68,6 +74,10 @@ pub fn run(args: ChildArgs) -> ! {
                 let ops = workload::batch(args.seed, plan.db.shape, w, n);
                 let batch = workload::to_write_batch(&ops).unwrap_or_else(|e| fail("batch", e));
                 let sync = rng.gen_bool(plan.sync_ratio);
+                if sabotage && w == 0 && n % 10 == 9 {
+                    report(format_args!("ack {w} {n} sync"));
+                    continue;
+                }
                 if let Err(e) = db.write_with(&batch, WriteOptions { sync }) {
                     fail(&format!("writer {w} batch {n}"), e);
                 }

@@ -146,7 +146,7 @@ fn explain(
     text.push_str(", but the partition is neither state:");
     let mut differences = vec![("acknowledged state", expected)];
     if let Some((after, _)) = in_flight {
-        differences.push(("with the batch in flight", after));
+        differences.push(("state with the batch in flight", after));
     }
     for (label, state) in differences {
         let diffs = differences_between(state, found);
