@@ -113,9 +113,11 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
     out.flush()?;
 
     // Ctrl-C or SIGTERM: stop after the current cycle, with the summary (the child is
-    // in a process group of its own, so the terminal's SIGINT does not reach it).
+    // in a process group of its own, so the terminal's SIGINT does not reach it); a
+    // second one exits at once.
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, interrupted.clone())?;
         signal_hook::flag::register(signal, interrupted.clone())?;
     }
     let bar = progress_bar(args.cycles.unwrap_or(0), "{elapsed_precise} {pos} cycles  {msg}");
