@@ -18,7 +18,9 @@
 //!
 //! # Input
 //! Byte 0 picks the options (write buffer 4–64 KiB, compression, automatic
-//! compaction); each operation is then an opcode byte and up to three argument bytes.
+//! compaction); each operation is then an opcode byte and up to three argument bytes
+//! (see `Harness::step`). Faults: `FaultFs::fail_after` of any kind, a torn append
+//! (`tear_next_write`) and a full disk (`set_capacity`), cleared at the next reopen.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -213,9 +215,15 @@ impl Harness {
                 }
             }
             13 => {
-                let kind = FaultKind::ALL[usize::from(p.byte()) % FaultKind::ALL.len()];
-                let n = usize::from(p.byte() % 64);
-                self.fs.fail_after(kind, n);
+                let (how, n) = (p.byte(), p.byte());
+                match how >> 6 {
+                    0 | 1 => {
+                        let kind = FaultKind::ALL[usize::from(how) % FaultKind::ALL.len()];
+                        self.fs.fail_after(kind, usize::from(n % 64));
+                    }
+                    2 => self.fs.tear_next_write(usize::from(n)),
+                    _ => self.fs.set_capacity(Some(self.fs.used_bytes() + u64::from(n) * 64)),
+                }
                 self.faulty = true;
             }
             14 => {
@@ -353,6 +361,7 @@ impl Harness {
         }
         if !fault_recovery {
             self.fs.clear_faults();
+            self.fs.set_capacity(None);
         }
         let db = match Db::open(DIR, self.options.clone()) {
             Ok(db) => db,
@@ -361,11 +370,13 @@ impl Harness {
                 // A failed recovery must leave the durable writes for the next one.
                 self.fs.power_loss();
                 self.fs.clear_faults();
+                self.fs.set_capacity(None);
                 Db::open(DIR, self.options.clone())
                     .unwrap_or_else(|e| panic!("reopen after a failed recovery: {e}"))
             }
         };
         self.fs.clear_faults();
+        self.fs.set_capacity(None);
         self.faulty = false;
         let found = contents(&db);
         // A clean close keeps every acknowledged write; otherwise the power loss (or the
