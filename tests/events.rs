@@ -246,7 +246,10 @@ fn a_reopen_reports_what_recovery_replayed_and_the_torn_tail_it_cut() {
     assert_eq!(db.get(key(9)).unwrap().as_deref(), Some(&value(9, 1)[..]));
     db.close().unwrap();
 
-    let torn = log.only("aeternusdb::recovery", "cut a torn tail off the newest WAL segment");
+    let torn = log.only(
+        "aeternusdb::recovery",
+        "cut a torn tail (an interrupted append) off the newest WAL segment",
+    );
     assert_eq!((torn.level, torn.span.as_str(), torn.field("dir")), (Level::WARN, "open", DIR));
     let opened = log.only("aeternusdb::recovery", "opened");
     assert_eq!(opened.level, Level::INFO);
@@ -258,6 +261,30 @@ fn a_reopen_reports_what_recovery_replayed_and_the_torn_tail_it_cut() {
     assert_eq!((opened.u64("tables"), opened.field("torn_tail_cut")), (0, "true"));
     assert_eq!(opened.u64("last_seqno"), 10);
     opened.u64("duration_us");
+}
+
+/// A crash between appends leaves the newest WAL segment ending in the space reserved
+/// ahead, zeros: recovery cuts it with a debug event, not a warning of a torn append.
+#[test]
+fn a_crash_between_appends_cuts_the_reserved_space_without_a_warning() {
+    let log = Capture::start();
+    let fs = FaultFs::new();
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    for i in 0..10 {
+        db.put(key(i), value(i, 1)).unwrap();
+    }
+    // The cut kills the handles: dropping the database cannot finish the segment.
+    fs.power_loss();
+    drop(db);
+    EVENTS.lock().unwrap().clear();
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    assert_eq!(db.get(key(9)).unwrap().as_deref(), Some(&value(9, 1)[..]));
+    db.close().unwrap();
+    let cut = log
+        .only("aeternusdb::recovery", "cut the unused reserved space off the newest WAL segment");
+    assert_eq!((cut.level, cut.u64("segment")), (Level::DEBUG, 1));
+    let torn = "cut a torn tail (an interrupted append) off the newest WAL segment";
+    assert!(log.events("aeternusdb::recovery", torn).is_empty());
 }
 
 /// A flush that fails for a reason other than space stops writes with one error

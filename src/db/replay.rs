@@ -101,12 +101,23 @@ pub(super) fn replay_wal(
         bytes += outcome.bytes;
         if let Some(offset) = outcome.torn_tail {
             torn_tail_cut = true;
-            tracing::warn!(
-                target: "aeternusdb::recovery",
-                segment = number,
-                offset,
-                "cut a torn tail off the newest WAL segment"
-            );
+            // After a crash between appends the tail is only the space reserved ahead:
+            // expected, not worth a warning.
+            if outcome.torn_tail_is_reserved_space {
+                tracing::debug!(
+                    target: "aeternusdb::recovery",
+                    segment = number,
+                    offset,
+                    "cut the unused reserved space off the newest WAL segment"
+                );
+            } else {
+                tracing::warn!(
+                    target: "aeternusdb::recovery",
+                    segment = number,
+                    offset,
+                    "cut a torn tail (an interrupted append) off the newest WAL segment"
+                );
+            }
         }
         if let Some(damage) = &outcome.skipped_damage {
             tracing::warn!(

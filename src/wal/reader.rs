@@ -47,6 +47,9 @@ pub struct ReplayOutcome {
     pub valid_len: u64,
     /// Where a torn tail started, if one was dropped (only ever in the last segment).
     pub torn_tail: Option<u64>,
+    /// The torn tail was zeros to the end of the file: space reserved ahead that no
+    /// append reached (a crash between appends), not an interrupted append.
+    pub torn_tail_is_reserved_space: bool,
     /// Damage skipped under [`WalRecovery::SkipDamagedTail`]: everything in the
     /// segment from its offset on was not replayed.
     pub skipped_damage: Option<Corruption>,
@@ -103,7 +106,7 @@ pub fn replay_segment(
         return Err(damage.in_file(&path));
     }
 
-    let mut reader = ChunkedLogReader::new(file, SEGMENT_HEADER_LEN as u64, REPLAY_CHUNK);
+    let mut reader = ChunkedLogReader::new(file.clone(), SEGMENT_HEADER_LEN as u64, REPLAY_CHUNK);
     let end = loop {
         match reader.read()? {
             ChunkRead::Record { offset, payload } => {
@@ -120,6 +123,7 @@ pub fn replay_segment(
         LogEnd::Clean => return Ok(outcome),
         LogEnd::TornTail { offset } if is_last => {
             outcome.torn_tail = Some(offset);
+            outcome.torn_tail_is_reserved_space = all_zero_from(&*file, offset, REPLAY_CHUNK)?;
             return Ok(outcome);
         }
         LogEnd::TornTail { offset } => Corruption::new(
@@ -240,6 +244,7 @@ mod tests {
         let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
         assert_eq!(seen, (0..50).map(payload).collect::<Vec<_>>());
         assert_eq!((outcome.torn_tail, outcome.valid_len), (Some(end), end));
+        assert!(outcome.torn_tail_is_reserved_space);
         let result = replay(dir.path(), 3, id, false, WalRecovery::Strict);
         assert_eq!(expect_corruption(result, &path), end);
         // Finished, it ends with its last record.
@@ -343,6 +348,10 @@ mod tests {
         let (seen, outcome) = replay(dir.path(), 3, id, true, WalRecovery::Strict).unwrap();
         assert_eq!(seen.len(), payloads.len());
         assert_eq!(outcome.torn_tail, Some(size));
+        assert!(
+            !outcome.torn_tail_is_reserved_space,
+            "an interrupted append is not reserved space"
+        );
     }
 
     #[test]
