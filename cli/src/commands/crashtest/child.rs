@@ -1,5 +1,6 @@
-//! The child of a crash test: opens the database with its cycle's options and writes
-//! until it is killed.
+//! The child of a crash test, both sides: the child process, which opens the database
+//! with its cycle's options and writes until it is killed, and the parent's start,
+//! kill and reading of its reports ([`start_and_kill`]).
 //!
 //! It reports on stdout, one line per event, each written before the next step:
 //! `open` once the database is open, `ack <writer> <batch> <sync|buffered>` after each
@@ -7,8 +8,10 @@
 //! after each snapshot check. Any error or failed check ends it with exit status 3 and
 //! the reason on stderr: the parent expects to kill it, so an exit is a failure.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aeternusdb::{Db, Iter, WriteOptions};
@@ -177,5 +180,113 @@ fn read(db: &Db, writers: usize, rng: &mut StdRng) {
         if rng.gen_ratio(1, 4) && !held.is_empty() {
             held.swap_remove(rng.gen_range(0..held.len()));
         }
+    }
+}
+
+/// What one child reported before it died.
+#[derive(Debug, Default)]
+pub struct ChildReport {
+    pub opened: bool,
+    /// Acknowledged batches per writer (consecutive from the start numbers).
+    pub acked: Vec<u64>,
+    pub synced: u64,
+    pub buffered: u64,
+    pub maintenance: u64,
+    pub snapshots: u64,
+    pub stderr: String,
+}
+
+/// Runs the child of `cycle` on `db` and kills it after `kill_after`.
+pub fn start_and_kill(
+    exe: &Path,
+    db: &Path,
+    seed: u64,
+    cycle: u64,
+    starts: &[u64],
+    kill_after: Duration,
+) -> Result<ChildReport, String> {
+    let starts_arg = starts.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut child = Command::new(exe)
+        .arg("crashtest-child")
+        .arg("--db")
+        .arg(db)
+        .args(["--seed", &seed.to_string(), "--cycle", &cycle.to_string()])
+        .args(["--start", &starts_arg])
+        .stdin(Stdio::null())
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start the child: {e}"))?;
+    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err("the child has no stdout or stderr".into());
+    };
+    let starts = starts.to_vec();
+    let reader = std::thread::spawn(move || read_reports(BufReader::new(stdout), &starts));
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    std::thread::sleep(kill_after);
+    let killed = child.kill();
+    let status = child.wait().map_err(|e| format!("could not wait for the child: {e}"))?;
+    let stderr = errors.join().unwrap_or_default();
+    let mut report = reader.join().map_err(|_| "the report reader panicked".to_string())??;
+    report.stderr = stderr;
+    if killed.is_err() || status.signal() != Some(9) {
+        return Err(format!(
+            "the child ended by itself ({status}) instead of being killed:\n{}",
+            report.stderr
+        ));
+    }
+    Ok(report)
+}
+
+/// Parses the child's report lines (see the module documentation).
+fn read_reports(lines: impl BufRead, starts: &[u64]) -> Result<ChildReport, String> {
+    let mut report = ChildReport { acked: vec![0; starts.len()], ..ChildReport::default() };
+    for line in lines.lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split(' ').collect();
+        match words[..] {
+            ["open"] => report.opened = true,
+            ["maintenance"] => report.maintenance += 1,
+            ["snapshot"] => report.snapshots += 1,
+            ["ack", w, n, kind] => {
+                let (Ok(w), Ok(n)) = (w.parse::<usize>(), n.parse::<u64>()) else {
+                    return Err(format!("bad report line from the child: {line:?}"));
+                };
+                let expected = starts.get(w).map(|start| start + report.acked[w]);
+                if expected != Some(n) {
+                    return Err(format!(
+                        "writer {w} acknowledged batch {n}, expected {expected:?}: acks out of order"
+                    ));
+                }
+                report.acked[w] += 1;
+                if kind == "sync" { report.synced += 1 } else { report.buffered += 1 }
+            }
+            _ => return Err(format!("bad report line from the child: {line:?}")),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_must_acknowledge_in_order() {
+        let lines = "open\nack 0 5 sync\nack 1 2 buffered\nack 0 6 buffered\nmaintenance\n";
+        let report = read_reports(lines.as_bytes(), &[5, 2]).unwrap();
+        assert!(report.opened);
+        assert_eq!(report.acked, [2, 1]);
+        assert_eq!((report.synced, report.buffered, report.maintenance), (1, 2, 1));
+
+        let skipped = read_reports("ack 0 5 sync\nack 0 7 sync\n".as_bytes(), &[5]);
+        assert!(skipped.unwrap_err().contains("out of order"));
+        let unknown = read_reports("ack 3 0 sync\n".as_bytes(), &[5]);
+        assert!(unknown.is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! One cycle: the parent starts this binary again as a hidden `crashtest-child`
 //! (child.rs) with the cycle's randomised options (plan.rs), lets it write batches
 //! (workload.rs) and run compactions, flushes, snapshots and iterators, kills it at a
-//! random moment, reopens the database itself and checks:
+//! random moment, reopens the database itself and checks (verify.rs):
 //! - the whole database against the expected state (oracle.rs): every acknowledged
 //!   batch there, at most the one in flight per writer, whole, nothing else;
 //! - a backward scan and point reads agree with the forward scan;
@@ -20,25 +20,22 @@
 mod child;
 mod oracle;
 mod plan;
+mod verify;
 mod workload;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aeternusdb::fs::OsFs;
-use aeternusdb::internals::{FileKind, Manifest, classify};
-use aeternusdb::{Db, Options};
 use clap::Args;
 
 pub use child::{ChildArgs, run as run_child_process};
 use oracle::Oracle;
 use plan::{CYCLES_PER_DB, CyclePlan};
+use verify::{compact_and_check, reopen_and_check};
 
 use super::progress_bar;
 use crate::{CliError, CliResult};
@@ -164,10 +161,11 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
             *totals.mix.entry(label).or_default() += 1;
         }
         let starts = oracle.next_batches(plan.writers);
-        let report = match run_child(&exe, &db_dir, seed, cycle, &starts, plan.kill_after) {
-            Ok(report) => report,
-            Err(e) => break Some((cycle, plan, e)),
-        };
+        let report =
+            match child::start_and_kill(&exe, &db_dir, seed, cycle, &starts, plan.kill_after) {
+                Ok(report) => report,
+                Err(e) => break Some((cycle, plan, e)),
+            };
         let checked = match reopen_and_check(&db_dir, &plan, oracle, &report.acked) {
             Ok(checked) => checked,
             Err(e) => break Some((cycle, plan, format!("{e}\nchild stderr:\n{}", report.stderr))),
@@ -225,192 +223,6 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
     }
 }
 
-/// What one child reported before it died.
-#[derive(Debug, Default)]
-struct ChildReport {
-    opened: bool,
-    /// Acknowledged batches per writer (consecutive from the start numbers).
-    acked: Vec<u64>,
-    synced: u64,
-    buffered: u64,
-    maintenance: u64,
-    snapshots: u64,
-    stderr: String,
-}
-
-/// Runs the child of `cycle` on `db` and kills it after `kill_after`.
-fn run_child(
-    exe: &Path,
-    db: &Path,
-    seed: u64,
-    cycle: u64,
-    starts: &[u64],
-    kill_after: Duration,
-) -> Result<ChildReport, String> {
-    let starts_arg = starts.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let mut child = Command::new(exe)
-        .arg("crashtest-child")
-        .arg("--db")
-        .arg(db)
-        .args(["--seed", &seed.to_string(), "--cycle", &cycle.to_string()])
-        .args(["--start", &starts_arg])
-        .stdin(Stdio::null())
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("could not start the child: {e}"))?;
-    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err("the child has no stdout or stderr".into());
-    };
-    let starts = starts.to_vec();
-    let reader = std::thread::spawn(move || read_reports(BufReader::new(stdout), &starts));
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    std::thread::sleep(kill_after);
-    let killed = child.kill();
-    let status = child.wait().map_err(|e| format!("could not wait for the child: {e}"))?;
-    let stderr = errors.join().unwrap_or_default();
-    let mut report = reader.join().map_err(|_| "the report reader panicked".to_string())??;
-    report.stderr = stderr;
-    if killed.is_err() || status.signal() != Some(9) {
-        return Err(format!(
-            "the child ended by itself ({status}) instead of being killed:\n{}",
-            report.stderr
-        ));
-    }
-    Ok(report)
-}
-
-/// Parses the child's report lines (see child.rs).
-fn read_reports(lines: impl BufRead, starts: &[u64]) -> Result<ChildReport, String> {
-    let mut report = ChildReport { acked: vec![0; starts.len()], ..ChildReport::default() };
-    for line in lines.lines() {
-        let Ok(line) = line else { break };
-        let words: Vec<&str> = line.split(' ').collect();
-        match words[..] {
-            ["open"] => report.opened = true,
-            ["maintenance"] => report.maintenance += 1,
-            ["snapshot"] => report.snapshots += 1,
-            ["ack", w, n, kind] => {
-                let (Ok(w), Ok(n)) = (w.parse::<usize>(), n.parse::<u64>()) else {
-                    return Err(format!("bad report line from the child: {line:?}"));
-                };
-                let expected = starts.get(w).map(|start| start + report.acked[w]);
-                if expected != Some(n) {
-                    return Err(format!(
-                        "writer {w} acknowledged batch {n}, expected {expected:?}: acks out of order"
-                    ));
-                }
-                report.acked[w] += 1;
-                if kind == "sync" { report.synced += 1 } else { report.buffered += 1 }
-            }
-            _ => return Err(format!("bad report line from the child: {line:?}")),
-        }
-    }
-    Ok(report)
-}
-
-/// Reopens the database as recovery leaves it and checks it whole.
-fn reopen_and_check(
-    dir: &Path,
-    plan: &CyclePlan,
-    oracle: &mut Oracle,
-    acked: &[u64],
-) -> Result<oracle::Checked, String> {
-    let options = Options { auto_compaction: false, ..plan.options() };
-    let db = Db::open(dir, options).map_err(|e| format!("reopen failed: {e}"))?;
-    let checked = check_contents(&db, plan, oracle, acked)?;
-    db.close().map_err(|e| format!("close failed: {e}"))?;
-    check_files(dir)?;
-    Ok(checked)
-}
-
-/// At the end of a database: automatic compaction on, a whole compaction, and the
-/// same checks with nothing in flight.
-fn compact_and_check(dir: &Path, plan: &CyclePlan, oracle: &mut Oracle) -> Result<(), String> {
-    let db = Db::open(dir, plan.options()).map_err(|e| format!("final reopen failed: {e}"))?;
-    db.compact().map_err(|e| format!("final compaction failed: {e}"))?;
-    check_contents(&db, plan, oracle, &[])
-        .map_err(|e| format!("after the final compaction: {e}"))?;
-    db.close().map_err(|e| format!("close failed: {e}"))?;
-    check_files(dir)
-}
-
-/// Reads the whole database forward, backward and key by key, and checks it
-/// against the oracle.
-fn check_contents(
-    db: &Db,
-    plan: &CyclePlan,
-    oracle: &mut Oracle,
-    acked: &[u64],
-) -> Result<oracle::Checked, String> {
-    let read = |e: aeternusdb::Error| format!("read failed: {e}");
-    let mut found = BTreeMap::new();
-    for entry in db.iter().map_err(read)? {
-        let (key, value) = entry.map_err(read)?;
-        found.insert(key.to_vec(), value.to_vec());
-    }
-    let mut backward = found.iter().rev();
-    for entry in db.iter().map_err(read)?.rev() {
-        let (key, value) = entry.map_err(read)?;
-        if backward.next() != Some((&key.to_vec(), &value.to_vec())) {
-            return Err(format!(
-                "a backward scan differs from the forward scan at {}",
-                String::from_utf8_lossy(&key)
-            ));
-        }
-    }
-    if backward.next().is_some() {
-        return Err("a backward scan ends before the forward scan's first key".into());
-    }
-    let writers = oracle.writers().max(acked.len()).max(plan.writers);
-    for w in 0..writers {
-        for k in (0..plan.db.shape.keys_per_writer).step_by(7) {
-            let key = workload::key(w, k);
-            let got = db.get(&key).map_err(read)?;
-            if got.as_deref() != found.get(&key).map(Vec::as_slice) {
-                return Err(format!(
-                    "get({}) differs from the scan",
-                    String::from_utf8_lossy(&key)
-                ));
-            }
-        }
-    }
-    oracle.check(acked, &found)
-}
-
-/// After a close: the directory's tables are the manifest's, and no temporary file
-/// is left.
-fn check_files(dir: &Path) -> Result<(), String> {
-    let state = Manifest::load(&OsFs, dir).map_err(|e| format!("manifest: {e}"))?;
-    let names = std::fs::read_dir(dir)
-        .and_then(|entries| {
-            entries.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(|e| format!("listing {}: {e}", dir.display()))?;
-    let mut tables = Vec::new();
-    for name in names {
-        let name = name.to_string_lossy();
-        match classify(&name) {
-            FileKind::Table(n) => tables.push(n),
-            FileKind::Temp => return Err(format!("temporary file {name} left after close")),
-            _ => {}
-        }
-    }
-    tables.sort_unstable();
-    let named: Vec<u64> = state.tables.keys().copied().collect();
-    if tables != named {
-        return Err(format!(
-            "after close the directory holds tables {tables:?}, the manifest names {named:?}"
-        ));
-    }
-    Ok(())
-}
-
 fn print_summary(out: &mut impl Write, totals: &Totals, elapsed: Duration) -> std::io::Result<()> {
     let batches = totals.synced + totals.buffered;
     let mix: Vec<String> = totals.mix.iter().map(|(label, n)| format!("{label} {n}")).collect();
@@ -439,23 +251,4 @@ fn print_summary(out: &mut impl Write, totals: &Totals, elapsed: Duration) -> st
     )?;
     writeln!(out, "mix:        cycles by strategy and compression: {}", mix.join(", "))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reports_must_acknowledge_in_order() {
-        let lines = "open\nack 0 5 sync\nack 1 2 buffered\nack 0 6 buffered\nmaintenance\n";
-        let report = read_reports(lines.as_bytes(), &[5, 2]).unwrap();
-        assert!(report.opened);
-        assert_eq!(report.acked, [2, 1]);
-        assert_eq!((report.synced, report.buffered, report.maintenance), (1, 2, 1));
-
-        let skipped = read_reports("ack 0 5 sync\nack 0 7 sync\n".as_bytes(), &[5]);
-        assert!(skipped.unwrap_err().contains("out of order"));
-        let unknown = read_reports("ack 3 0 sync\n".as_bytes(), &[5]);
-        assert!(unknown.is_err());
-    }
 }
