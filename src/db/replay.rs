@@ -30,10 +30,7 @@ use crate::key::{Entry, SeqNo, key_prefix};
 use crate::manifest::ManifestState;
 use crate::memtable::Memtable;
 use crate::options::Options;
-use crate::wal::{
-    ReplayError, ReplayOutcome, SEGMENT_HEADER_LEN, replay_segment, segment_file_name,
-    truncate_segment,
-};
+use crate::wal::{ReplayError, ReplayOutcome, replay_segment, segment_file_name, truncate_segment};
 
 /// The memtables rebuilt from the WAL.
 pub(super) struct Replayed {
@@ -128,11 +125,12 @@ pub(super) fn replay_wal(
                 "skipped damaged WAL records (WalRecovery::SkipDamagedTail)"
             );
         }
-        let dropped_bytes = outcome.torn_tail.is_some() || outcome.skipped_damage.is_some();
-        if dropped_bytes || outcome.valid_len < SEGMENT_HEADER_LEN as u64 {
-            // Newer segments will follow this one: cut what was dropped.
-            truncate_segment(fs, dir, number, state.db_id, outcome.valid_len)?;
-        }
+        // Newer segments will follow this one: cut what was dropped. And make what
+        // was replayed durable even if nothing was: a crashed process may have written
+        // records it never synced, which are now in memtables the next synced write
+        // (in a newer segment) would be acknowledged after. A power loss must not keep
+        // that write and lose them (a seqno gap: the next open refuses the WAL).
+        truncate_segment(fs, dir, number, state.db_id, outcome.valid_len)?;
     }
     pending.insert_into(&active);
     let last_seqno = active.max_lsn();

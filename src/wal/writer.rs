@@ -50,9 +50,11 @@ impl std::fmt::Debug for WalWriter {
 
 /// Cuts segment `number` back to its first `valid_len` bytes, durably.
 ///
-/// Recovery calls this when it dropped a torn tail (or, in salvage mode, skipped
-/// damage): once newer segments exist, a torn record would no longer be at the tail
-/// of the log and the next open would rightly call it corruption. The file is cut in
+/// Recovery calls this for every segment it replayed. Where it dropped a torn tail
+/// (or, in salvage mode, skipped damage), once newer segments exist a torn record
+/// would no longer be at the tail of the log and the next open would rightly call it
+/// corruption. Where it dropped nothing, the cut is a sync: the records a crashed
+/// process wrote but never synced become durable before newer synced ones. The file is cut in
 /// place ([`FileSystem::set_len`]), so this needs no free space: it is what lets a
 /// database reopen after the disk filled up. A segment whose header itself was
 /// skipped is recreated empty (a 40-byte file).
