@@ -21,7 +21,7 @@ fn gated(fs: &Arc<GateFs>, compaction: CompactionStrategyOptions) -> Options {
         write_buffer_size: 128 << 10,
         sync_writes: false,
         compaction,
-        fs: fs.clone(),
+        fs: fs.filesystem(),
         ..Options::default()
     }
 }

@@ -258,8 +258,9 @@ impl Model {
     }
 }
 
-/// A filesystem over the real one whose next creation of a table temp file
-/// (`*.sst.tmp`), once [`GateFs::arm`]ed, blocks until [`GateFs::release`]: a flush or
+/// A gate on the real filesystem ([`GateFs::filesystem`], a [`hooked_fs::HookedFs`])
+/// whose next creation of a table temp file (`*.sst.tmp`), once [`GateFs::arm`]ed,
+/// blocks until [`GateFs::release`]: a flush or
 /// compaction held at a known point, for tests of what may happen meanwhile.
 #[derive(Debug, Default)]
 pub struct GateFs {
@@ -300,55 +301,34 @@ impl GateFs {
     }
 }
 
-impl aeternusdb::fs::FileSystem for GateFs {
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        aeternusdb::fs::OsFs.create_dir_all(dir)
+impl GateFs {
+    /// The real filesystem, with this gate before every `*.sst.tmp` creation.
+    pub fn filesystem(
+        self: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn aeternusdb::fs::FileSystem> {
+        let gate = self.clone();
+        std::sync::Arc::new(hooked_fs::HookedFs::new(
+            std::sync::Arc::new(aeternusdb::fs::OsFs),
+            move |point, phase| {
+                if point == "create:table.tmp" && phase == hooked_fs::Phase::Before {
+                    gate.pass();
+                }
+                Ok(())
+            },
+        ))
     }
 
-    fn create(&self, path: &Path) -> std::io::Result<Box<dyn aeternusdb::fs::WritableFile>> {
-        if path.to_string_lossy().ends_with(".sst.tmp") {
-            let mut gate = self.state.lock().unwrap();
-            if gate.armed && !gate.released {
-                gate.armed = false;
-                gate.blocked = true;
-                self.changed.notify_all();
-                while !gate.released {
-                    gate = self.changed.wait(gate).unwrap();
-                }
+    /// Blocks while the gate is armed, until it is released.
+    fn pass(&self) {
+        let mut gate = self.state.lock().unwrap();
+        if gate.armed && !gate.released {
+            gate.armed = false;
+            gate.blocked = true;
+            self.changed.notify_all();
+            while !gate.released {
+                gate = self.changed.wait(gate).unwrap();
             }
         }
-        aeternusdb::fs::OsFs.create(path)
-    }
-
-    fn open(
-        &self,
-        path: &Path,
-    ) -> std::io::Result<std::sync::Arc<dyn aeternusdb::fs::RandomAccessFile>> {
-        aeternusdb::fs::OsFs.open(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        aeternusdb::fs::OsFs.rename(from, to)
-    }
-
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        aeternusdb::fs::OsFs.remove_file(path)
-    }
-
-    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        aeternusdb::fs::OsFs.list_dir(dir)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        aeternusdb::fs::OsFs.sync_dir(dir)
-    }
-
-    fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
-        aeternusdb::fs::OsFs.set_len(path, len)
-    }
-
-    fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn aeternusdb::fs::FileLock>>> {
-        aeternusdb::fs::OsFs.try_lock(path)
     }
 }
 
