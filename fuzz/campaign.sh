@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The long fuzz campaign of docs/fuzzing.md in one command: builds every target with
 # cargo-afl, runs each for SECONDS (default 3600) one after another, and prints one
-# table row per target from AFL++'s fuzzer_stats (minutes, execs, corpus, crashes,
-# hangs). Findings stay in OUT/<target>/default/{crashes,hangs}.
+# table row per target from AFL++'s fuzzer_stats (minutes, execs, corpus, the minute
+# of the last new corpus entry, crashes, hangs). Findings stay in OUT/<target>/default/{crashes,hangs}.
 #
 #   fuzz/campaign.sh [SECONDS] [OUT] [TARGET...]
 #
@@ -21,8 +21,8 @@ target_dir=${CARGO_TARGET_DIR:-/work/target-fuzz}
 
 CARGO_TARGET_DIR=$target_dir nice -n 19 cargo afl build --release -p aeternus-fuzz
 mkdir -p "$out"
-echo "| target | minutes | execs | corpus | crashes | hangs |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| target | minutes | execs | corpus | last new entry at minute | crashes | hangs |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for target in "${targets[@]}"; do
   # The model runs whole databases: give one input up to 5 s.
   timeout_ms=1000
@@ -33,8 +33,11 @@ for target in "${targets[@]}"; do
   stats="$out/$target/default/fuzzer_stats"
   field() { awk -F' *: *' -v k="$1" '$1 == k { print $2 }' "$stats"; }
   if [ -f "$stats" ]; then
-    echo "| $target | $(( $(field run_time) / 60 )) | $(field execs_done) | $(field corpus_count) | $(field saved_crashes) | $(field saved_hangs) |"
+    last_find=$(field last_find)
+    found_at=–
+    [ "$last_find" -gt 0 ] && found_at=$(( (last_find - $(field start_time)) / 60 ))
+    echo "| $target | $(( $(field run_time) / 60 )) | $(field execs_done) | $(field corpus_count) | $found_at | $(field saved_crashes) | $(field saved_hangs) |"
   else
-    echo "| $target | – | – | – | – | – | (no stats: see $out/$target.log)"
+    echo "| $target | – | – | – | – | – | – | (no stats: see $out/$target.log)"
   fi
 done
