@@ -23,10 +23,13 @@
 //!    file in place (no copy, so a full disk does not stop it). Segments are read in
 //!    bounded chunks and the memtables keep slices of them, not copies (see
 //!    [`super::replay`]).
-//! 6. [`start_wal_and_manifest`]: start a new WAL segment, write a fresh manifest
+//! 6. [`remove_orphan_segments`]: remove, durably, the WAL segments numbered past
+//!    `last_wal`, left by a rotation or an open that failed before a manifest named
+//!    its segment. Step 7 extends the replay range past them, so they go first.
+//! 7. [`start_wal_and_manifest`]: start a new WAL segment, write a fresh manifest
 //!    snapshot naming it, and point `CURRENT` at it.
-//! 7. [`remove_unnamed_files`]: remove every file the manifest does not name (orphans
-//!    of a crash).
+//! 8. [`remove_unnamed_files`]: remove every other file the manifest does not name
+//!    (orphans of a crash).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -89,6 +92,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Recovered> {
     let tables = open_tables(&fs, dir, &state, &cache, &obsolete_tables)?;
     let mut memtables = replay_wal(&*fs, dir, &state, &segments, &options)?;
     let replayed_last_wal = state.last_wal;
+    remove_orphan_segments(&*fs, dir, &names, replayed_last_wal)?;
     let logs = start_wal_and_manifest(&fs, dir, &mut state, &mut memtables, &options)?;
     remove_unnamed_files(&*fs, dir, &state, replayed_last_wal, logs.manifest_number)?;
     tracing::info!(
@@ -265,6 +269,42 @@ fn open_tables(
     Ok(tables)
 }
 
+/// Step 6: removes the WAL segments numbered past `last_wal` and syncs the directory.
+///
+/// A rotation or an open that failed after creating its segment, and before a
+/// manifest named it, leaves the segment behind, perhaps without a synced header; a
+/// later edit may have recorded a higher `next_file_number`. The manifest step 7
+/// writes names a newer segment, so its range `[log_number, last_wal]` would cover the
+/// orphan, and the next open would replay it: one whose header a power loss took
+/// would make every later open fail. So the orphans go, durably, before that manifest
+/// exists; a removal that fails fails the open with the old manifest still current.
+fn remove_orphan_segments(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    last_wal: u64,
+) -> Result<()> {
+    let orphans: Vec<u64> = names
+        .iter()
+        .filter_map(|name| match classify(name) {
+            FileKind::Wal(n) if n > last_wal => Some(n),
+            _ => None,
+        })
+        .collect();
+    for &number in &orphans {
+        fs.remove_file(&dir.join(segment_file_name(number)))?;
+        tracing::info!(
+            target: "aeternusdb::recovery",
+            segment = number,
+            "removed a WAL segment no manifest names (left by a failed rotation or open)"
+        );
+    }
+    if !orphans.is_empty() {
+        fs.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// The files new writes and version edits go to, made by [`start_wal_and_manifest`].
 struct NewLogs {
     wal: WalWriter,
@@ -273,7 +313,7 @@ struct NewLogs {
     manifest_number: u64,
 }
 
-/// Step 6: creates a WAL segment for new writes and a manifest snapshot naming it
+/// Step 7: creates a WAL segment for new writes and a manifest snapshot naming it
 /// (`CURRENT` then points at it), recording in `state` which segments are live. If
 /// every replayed write was flushed already, the older segments are not needed: the
 /// active memtable starts afresh on the new segment.
@@ -341,12 +381,11 @@ fn remove_stale_temp_files(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Step 7: removes tables, WAL segments, manifests and temporary files the manifest
+/// Step 8: removes tables, WAL segments, manifests and temporary files the manifest
 /// does not name: leftovers of a crash in the middle of a flush, rotation or open.
 ///
-/// A WAL file is live only if it was in the replayed range or is the new segment: a
-/// segment whose rotation failed before the manifest named it can sit between the
-/// old `last_wal` and the new one, and must go before the next open replays it.
+/// A WAL file is live only if it was in the replayed range or is the new segment
+/// (step 6 removed those past the replayed range already).
 fn remove_unnamed_files(
     fs: &dyn FileSystem,
     dir: &Path,

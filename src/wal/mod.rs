@@ -24,7 +24,7 @@
 //!    segment can legitimately end in a torn record. No segment the manifest names can
 //!    be shorter than its header: rotation and open name a segment only after
 //!    [`WalWriter::create`] returned (a crash during creation leaves an unnamed one,
-//!    which recovery removes without replaying it).
+//!    which recovery removes, durably, before a new manifest's range can cover it).
 
 mod reader;
 mod stream;
