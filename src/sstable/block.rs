@@ -20,8 +20,10 @@
 //! 1. Entries are in strictly increasing internal order (user key ASC, seqno DESC).
 //! 2. The first restart offset is 0 and restart offsets strictly increase, each
 //!    pointing before the restart array. An empty block has no restarts.
-//! 3. [`Block::decode`] checks the restart array; entries are checked as they are
-//!    read. Decoding arbitrary bytes returns [`Corruption`], never panics.
+//! 3. [`Block::decode`] checks the restart array, and that the block ends within
+//!    `u64` file offsets (so an entry's offset in the file never overflows); entries
+//!    are checked as they are read. Decoding arbitrary bytes returns [`Corruption`],
+//!    never panics.
 //!
 //! An iterator's current entry is read in place ([`BlockIter::current`]); owned, its
 //! value is a [`Bytes`] slice of the block, without copying.
@@ -132,6 +134,9 @@ impl Block {
     pub fn decode(data: Bytes, file_offset: u64) -> Result<Block, Corruption> {
         let bad = |message: &str| Corruption::new(file_offset, format!("bad block: {message}"));
         let len = data.len();
+        if u64::try_from(len).ok().and_then(|len| file_offset.checked_add(len)).is_none() {
+            return Err(bad("ends past the largest file offset"));
+        }
         let count_at = len.checked_sub(4).ok_or_else(|| bad("shorter than 4 bytes"))?;
         let restart_count = Decoder::new(&data[count_at..])
             .u32()
@@ -584,6 +589,25 @@ mod tests {
                         if e.is_err() { break; }
                     }
                 }
+            }
+        }
+
+        /// Found by the `index` fuzz target: an entry's error offset in the file,
+        /// `file_offset + offset`, overflowed for a block placed near `u64::MAX`.
+        #[test]
+        fn a_block_placed_past_the_largest_file_offset_is_corrupt(back in 0u64..64) {
+            let data = Bytes::from(build(&entries(3)).data.to_vec());
+            let len = data.len() as u64;
+            let placed = Block::decode(data.clone(), u64::MAX - back);
+            prop_assert_eq!(placed.is_ok(), back >= len);
+            if let Ok(block) = placed {
+                prop_assert_eq!(block.iter().count(), 9);
+            }
+            let mut damaged = data.to_vec();
+            damaged[0] = 0x7f; // `shared` past the (empty) previous key
+            if let Ok(block) = Block::decode(Bytes::from(damaged), u64::MAX - len) {
+                let offset = block.iter().next().and_then(Result::err).map(|e| e.offset);
+                prop_assert_eq!(offset, Some(u64::MAX - len));
             }
         }
 
