@@ -396,14 +396,7 @@ fn a_failed_rotations_segment_is_gone_before_a_new_manifest_covers_it() {
         db.write_with(WriteBatch::new().put("c", "3").unwrap(), sync_if(true)).unwrap();
         fs.release_locks();
         std::mem::forget(db);
-        let table = fs
-            .list_dir(Path::new(DIR))
-            .unwrap()
-            .iter()
-            .filter_map(|name| name.strip_suffix(".sst")?.parse::<u64>().ok())
-            .max()
-            .expect("the flush wrote a table");
-        let orphan = Path::new(DIR).join(format!("{table:06}.wal"));
+        let orphan = newest_file(&fs, "sst").with_extension("wal");
         fs.create(&orphan).unwrap().append(&[0x41; 20]).unwrap();
         let before = fs.count(FaultKind::Remove);
         fs.fail_after(FaultKind::Remove, n);
@@ -652,10 +645,12 @@ fn new_database_directories_are_synced_into_their_parents() {
 }
 
 /// The newest WAL segment of `fs`'s database.
-fn newest_segment(fs: &FaultFs) -> std::path::PathBuf {
-    let segments =
-        fs.file_names().into_iter().filter(|p| p.extension().is_some_and(|e| e == "wal"));
-    segments.max().expect("a WAL segment")
+/// The highest-numbered file with `extension` (`"wal"`, `"sst"`): numbers are
+/// zero-padded, so the greatest name is the greatest number.
+fn newest_file(fs: &FaultFs, extension: &str) -> std::path::PathBuf {
+    let files =
+        fs.file_names().into_iter().filter(|p| p.extension().is_some_and(|e| e == extension));
+    files.max().unwrap_or_else(|| panic!("no .{extension} file"))
 }
 
 /// Regression (issue 8, item 6): recovery cut a torn WAL tail by copying the valid
@@ -671,7 +666,7 @@ fn torn_tail_is_cut_in_place_without_creating_a_file() {
         db.put(common::key(i), "synced").unwrap();
     }
     db.sync_wal().unwrap();
-    let wal = newest_segment(&fs);
+    let wal = newest_file(&fs, "wal");
     // What was appended: the segment also holds the space reserved ahead of it.
     let appended = || fs.read_all(&wal).unwrap().len() - fs.reserved_bytes() as usize;
     let valid = appended();
