@@ -161,6 +161,34 @@ enum Cut {
     DropUnsynced,
     /// Each file keeps a random prefix of its unsynced bytes (Pebble's `CrashClone`).
     KeepRandomPrefix,
+    /// As `KeepRandomPrefix`, and a random prefix of the creations, renames and
+    /// removals no directory sync covered survives too, in order, as a journaling
+    /// filesystem may commit them early: a file can appear without its bytes.
+    KeepDirOpsToo,
+}
+
+impl Cut {
+    const ALL: [Cut; 3] = [Cut::DropUnsynced, Cut::KeepRandomPrefix, Cut::KeepDirOpsToo];
+
+    /// Cuts the power of `fs` this way, drawing what survives from `rng`; returns
+    /// how many unsynced bytes and directory operations survived.
+    fn apply(self, fs: &FaultFs, rng: &mut StdRng) -> usize {
+        let dir_ops = match self {
+            Cut::DropUnsynced => {
+                fs.power_loss();
+                return 0;
+            }
+            Cut::KeepRandomPrefix => 0,
+            Cut::KeepDirOpsToo => rng.gen_range(0..=fs.unsynced_dir_ops()),
+        };
+        let mut kept = dir_ops;
+        fs.power_loss_keeping_dir_ops(dir_ops, |_, unsynced| {
+            let bytes = rng.gen_range(0..=unsynced);
+            kept += bytes;
+            bytes
+        });
+        kept
+    }
 }
 
 /// Power cuts at random moments while a writer writes (two in five synced) and
@@ -168,7 +196,7 @@ enum Cut {
 /// the last left. After each, the database holds the state after a prefix of the writes
 /// issued that includes every synced acknowledged write, and takes writes again.
 fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
-    let mut kept_bytes = 0usize;
+    let mut kept = 0;
     for seed in seeds {
         let mut rng = StdRng::seed_from_u64(seed);
         let fs = FaultFs::new();
@@ -200,14 +228,7 @@ fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
                     }
                 });
                 std::thread::sleep(std::time::Duration::from_micros(rng.gen_range(0..30_000)));
-                match cut {
-                    Cut::DropUnsynced => fs.power_loss(),
-                    Cut::KeepRandomPrefix => fs.power_loss_keeping(|_, unsynced| {
-                        let kept = rng.gen_range(0..=unsynced);
-                        kept_bytes += kept;
-                        kept
-                    }),
-                }
+                kept += cut.apply(&fs, &mut rng);
                 writer.join().unwrap()
             });
             durable = writer.unwrap_or(durable);
@@ -219,22 +240,24 @@ fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
             db.close().unwrap();
         }
     }
-    if cut == Cut::KeepRandomPrefix {
-        assert!(kept_bytes > 0, "no cut kept an unsynced byte: the variant tested nothing");
+    if cut != Cut::DropUnsynced {
+        assert!(kept > 0, "no cut kept anything unsynced: {cut:?} tested nothing");
     }
 }
 
 #[test]
 fn power_cuts_at_random_moments_lose_nothing_synced() {
-    power_cuts_at_random_moments(0..6, Cut::DropUnsynced);
-    power_cuts_at_random_moments(0..6, Cut::KeepRandomPrefix);
+    for cut in Cut::ALL {
+        power_cuts_at_random_moments(0..6, cut);
+    }
 }
 
 #[test]
-#[ignore = "long: 2 × 250 filesystems of four power cuts each"]
+#[ignore = "long: 3 × 250 filesystems of four power cuts each"]
 fn power_cuts_at_random_moments_lose_nothing_synced_long() {
-    power_cuts_at_random_moments(0..250, Cut::DropUnsynced);
-    power_cuts_at_random_moments(0..250, Cut::KeepRandomPrefix);
+    for cut in Cut::ALL {
+        power_cuts_at_random_moments(0..250, cut);
+    }
 }
 
 /// Runs a deterministic workload on `fs` (writes, two in three synced, a flush every
@@ -279,8 +302,9 @@ fn run_until_cut(fs: Arc<dyn FileSystem>) -> (History, usize) {
 /// durability (ALICE's exhaustive approach, with unsynced directory entries lost).
 /// After the cut the process is gone: every later operation fails. The reopened
 /// database holds a prefix of the writes with every synced acknowledged one, and takes
-/// a write. Each N is cut twice: dropping every unsynced byte, and keeping a random
-/// prefix of each file's.
+/// a write. Each N is cut in each [`Cut`] way: dropping every unsynced byte, keeping a
+/// random prefix of each file's, and keeping a random prefix of the unsynced directory
+/// operations as well.
 #[test]
 fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
     let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -297,7 +321,7 @@ fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
     assert!(total > 100, "only {total} operations");
     let mut rng = StdRng::seed_from_u64(3);
     for n in 0..total {
-        for cut in [Cut::DropUnsynced, Cut::KeepRandomPrefix] {
+        for cut in Cut::ALL {
             let what = format!("power cut before operation {n} of {total} ({cut:?})");
             let fs = FaultFs::new();
             let seed = rng.r#gen::<u64>();
@@ -309,12 +333,7 @@ fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
                 }
                 let op = ops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if op == n {
-                    match cut {
-                        Cut::DropUnsynced => target.power_loss(),
-                        Cut::KeepRandomPrefix => target.power_loss_keeping(|_, unsynced| {
-                            prefix.lock().gen_range(0..=unsynced)
-                        }),
-                    }
+                    cut.apply(&target, &mut prefix.lock());
                 }
                 if op >= n {
                     return Err(std::io::Error::other("the power is off"));
@@ -325,7 +344,7 @@ fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
             reopen_holding_durable(&fs, &history, durable, &what).close().unwrap();
         }
     }
-    eprintln!("{total} operations, each cut before in two ways");
+    eprintln!("{total} operations, each cut before in {} ways", Cut::ALL.len());
 }
 
 /// Regression (issue 9, found by the `model` fuzz target): recovery replayed records

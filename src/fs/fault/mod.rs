@@ -16,7 +16,12 @@
 //!   changes only through [`FileSystem::sync_dir`]: `sync_dir(dir)` replaces the durable
 //!   entries directly in `dir` with its live ones. Creations, renames and removals are
 //!   therefore undone by a power loss until their directory is synced. A rename across
-//!   directories needs both directories synced.
+//!   directories needs both directories synced. The directory operations not yet
+//!   synced are also kept in order, so that a power cut can keep a prefix of them
+//!   ([`FaultFs::power_loss_keeping_dir_ops`]): a journaling filesystem such as ext4
+//!   may commit a creation or a rename before anyone syncs its directory, but it
+//!   commits them in the order they were made. A file whose entry survives that way
+//!   keeps only its synced bytes (ext4's zero-length files after a crash).
 //! - [`FileSystem::create`] always makes a new, empty file and points the name at it;
 //!   the file that name pointed to before (if any) stays intact in the durable
 //!   namespace until the directory is synced.
@@ -135,8 +140,23 @@ impl FaultFs {
     /// idea of Pebble's `CrashClone`). A WAL or manifest can end in part of a record
     /// this way. Otherwise as [`power_loss`](Self::power_loss): the namespace is the
     /// durable one, handles die, locks are released.
-    pub fn power_loss_keeping(&self, mut keep: impl FnMut(&Path, usize) -> usize) {
+    pub fn power_loss_keeping(&self, keep: impl FnMut(&Path, usize) -> usize) {
+        self.power_loss_keeping_dir_ops(0, keep);
+    }
+
+    /// [`power_loss_keeping`](Self::power_loss_keeping), after which the first
+    /// `dir_ops` (at most all) of the [`unsynced_dir_ops`](Self::unsynced_dir_ops)
+    /// survive too, as if the filesystem's journal had committed them before the cut.
+    pub fn power_loss_keeping_dir_ops(
+        &self,
+        dir_ops: usize,
+        mut keep: impl FnMut(&Path, usize) -> usize,
+    ) {
         let mut state = self.state.lock();
+        let ops = std::mem::take(&mut state.unsynced_dir_ops);
+        for op in ops.iter().take(dir_ops) {
+            state::apply(&mut state.durable, op);
+        }
         state.live = state.durable.clone();
         for (path, inode) in &state.durable {
             let mut inode = inode.lock();
@@ -151,6 +171,12 @@ impl FaultFs {
         }
         state.epoch += 1;
         state.locks.clear();
+    }
+
+    /// How many directory operations (creations, renames, removals) no `sync_dir` has
+    /// made durable yet: how many a power cut may keep a prefix of.
+    pub fn unsynced_dir_ops(&self) -> usize {
+        self.state.lock().unsynced_dir_ops.len()
     }
 
     /// Releases every lock, as when the process holding them dies; files keep every
@@ -274,7 +300,7 @@ impl FileSystem for FaultFs {
         state.check_parent(path)?;
         state.begin(FaultKind::Create)?;
         let inode = InodeRef::default();
-        state.live.insert(path.to_path_buf(), Arc::clone(&inode));
+        state.apply_dir_op(vec![(path.to_path_buf(), Some(Arc::clone(&inode)))]);
         Ok(Box::new(FaultWritableFile {
             state: Arc::clone(&self.state),
             inode,
@@ -292,12 +318,10 @@ impl FileSystem for FaultFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.live_file(from)?;
+        let inode = Arc::clone(state.live_file(from)?);
         state.check_parent(to)?;
         state.begin(FaultKind::Rename)?;
-        if let Some(inode) = state.live.remove(from) {
-            state.live.insert(to.to_path_buf(), inode);
-        }
+        state.apply_dir_op(vec![(from.to_path_buf(), None), (to.to_path_buf(), Some(inode))]);
         Ok(())
     }
 
@@ -305,7 +329,8 @@ impl FileSystem for FaultFs {
         let mut state = self.state.lock();
         state.live_file(path)?;
         state.begin(FaultKind::Remove)?;
-        state.live.remove(path).map(drop).ok_or_else(|| not_found(path))
+        state.apply_dir_op(vec![(path.to_path_buf(), None)]);
+        Ok(())
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -327,8 +352,12 @@ impl FileSystem for FaultFs {
             return Err(not_found(dir));
         }
         state.begin(FaultKind::SyncDir)?;
-        let State { live, durable, unsynced_dirs, .. } = &mut *state;
+        let State { live, durable, unsynced_dirs, unsynced_dir_ops, .. } = &mut *state;
         unsynced_dirs.retain(|path| !is_in_dir(path, dir));
+        for op in unsynced_dir_ops.iter_mut() {
+            op.retain(|(path, _)| !is_in_dir(path, dir));
+        }
+        unsynced_dir_ops.retain(|op| !op.is_empty());
         durable.retain(|path, _| !is_in_dir(path, dir));
         durable.extend(
             live.iter()
@@ -356,7 +385,7 @@ impl FileSystem for FaultFs {
         }
         if !state.live.contains_key(path) {
             state.check_parent(path)?;
-            state.live.insert(path.to_path_buf(), InodeRef::default());
+            state.apply_dir_op(vec![(path.to_path_buf(), Some(InodeRef::default()))]);
         }
         let token = state.next_lock_token;
         state.next_lock_token += 1;
@@ -553,6 +582,46 @@ mod tests {
         fs.power_loss();
         assert_eq!(fs.read_all(&current)?, b"new");
         assert!(!fs.exists(&temp));
+        Ok(())
+    }
+
+    /// A journaling filesystem's view of a cut: a prefix of the unsynced creations,
+    /// renames and removals survives, in order, and a file whose entry survives that
+    /// way keeps only its synced bytes.
+    #[test]
+    fn power_loss_keeping_dir_ops_keeps_a_prefix_of_them_in_order() -> TestResult {
+        for kept_ops in 0..=5 {
+            let (fs, dir) = setup()?;
+            let (current, temp) = (dir.join("CURRENT"), dir.join("CURRENT.tmp"));
+            let (unsynced, removed) = (dir.join("000002.wal"), dir.join("000001.wal"));
+            let mut file = fs.create(&current)?;
+            file.append(b"old")?;
+            file.sync()?;
+            fs.create(&removed)?;
+            fs.sync_dir(&dir)?;
+            assert_eq!(fs.unsynced_dir_ops(), 0, "sync_dir made every operation durable");
+
+            fs.create(&unsynced)?.append(b"never synced")?;
+            let mut file = fs.create(&temp)?;
+            file.append(b"new")?;
+            file.sync()?;
+            fs.rename(&temp, &current)?;
+            fs.remove_file(&removed)?;
+            assert_eq!(fs.unsynced_dir_ops(), 4);
+
+            fs.power_loss_keeping_dir_ops(kept_ops, |_, _| 0);
+            let (created, renamed) = (kept_ops >= 1, kept_ops >= 3);
+            assert_eq!(fs.exists(&unsynced), created, "kept {kept_ops}");
+            if created {
+                assert_eq!(fs.read_all(&unsynced)?, b"", "its bytes were never synced");
+            }
+            assert_eq!(fs.exists(&temp), kept_ops == 2, "kept {kept_ops}");
+            assert_eq!(fs.read_all(&current)?, if renamed { &b"new"[..] } else { b"old" });
+            assert_eq!(fs.exists(&removed), kept_ops < 4, "kept {kept_ops}");
+            assert_eq!(fs.unsynced_dir_ops(), 0, "what survived is durable");
+            fs.power_loss();
+            assert_eq!(fs.read_all(&current)?, if renamed { &b"new"[..] } else { b"old" });
+        }
         Ok(())
     }
 

@@ -50,12 +50,20 @@ impl Inode {
 
 pub(super) type InodeRef = Arc<Mutex<Inode>>;
 
+/// One directory operation, as the entries it sets at once: a path and the file it
+/// now names, or `None` for an entry removed. A rename is two entries in one
+/// operation, since a journaling filesystem commits it whole or not at all.
+pub(super) type DirOp = Vec<(PathBuf, Option<InodeRef>)>;
+
 #[derive(Default)]
 pub(super) struct State {
     /// The namespace every operation sees.
     pub(super) live: BTreeMap<PathBuf, InodeRef>,
     /// The namespace as of each directory's last `sync_dir`.
     pub(super) durable: BTreeMap<PathBuf, InodeRef>,
+    /// The directory operations since each directory's last `sync_dir`, oldest first:
+    /// what a power cut may keep a prefix of (a journal commits them in order).
+    pub(super) unsynced_dir_ops: Vec<DirOp>,
     /// Directories (always durable).
     pub(super) dirs: BTreeSet<PathBuf>,
     /// Directories created whose entry no `sync_dir` of their parent made durable.
@@ -117,6 +125,12 @@ impl State {
         }
     }
 
+    /// Sets the live entries of `op` and records it as not yet durable.
+    pub(super) fn apply_dir_op(&mut self, op: DirOp) {
+        apply(&mut self.live, &op);
+        self.unsynced_dir_ops.push(op);
+    }
+
     pub(super) fn live_file(&self, path: &Path) -> io::Result<&InodeRef> {
         self.live.get(path).ok_or_else(|| not_found(path))
     }
@@ -127,6 +141,16 @@ impl State {
             Some(dir) if self.dirs.contains(dir) => Ok(()),
             _ => Err(not_found(path)),
         }
+    }
+}
+
+/// Sets the entries of `op` in `namespace`.
+pub(super) fn apply(namespace: &mut BTreeMap<PathBuf, InodeRef>, op: &DirOp) {
+    for (path, inode) in op {
+        match inode {
+            Some(inode) => namespace.insert(path.clone(), Arc::clone(inode)),
+            None => namespace.remove(path),
+        };
     }
 }
 
