@@ -9,7 +9,8 @@
 //!   compaction failed, the failed write is not visible either.
 //! - After a clean close and reopen, every acknowledged write is there.
 //! - After a process crash (locks released, appended bytes kept) or a power loss
-//!   (unsynced bytes dropped) and a reopen, the database holds the state after some
+//!   (unsynced bytes dropped, and the unsynced directory operations but for a prefix
+//!   the program chooses, as a journaling filesystem may commit them early) and a reopen, the database holds the state after some
 //!   prefix of the writes issued (the failed one included or not), and that prefix
 //!   holds every write made durable by a synced write, `sync_wal`, `flush` or a clean
 //!   close. A write puts values naming its index, so different prefixes differ.
@@ -162,7 +163,9 @@ pub fn run(data: &[u8]) {
 enum Restart {
     Clean,
     Crash,
-    PowerLoss,
+    /// A power loss that keeps this many (modulo how many there are, plus one) of the
+    /// directory operations no directory sync covered.
+    PowerLoss(u8),
 }
 
 impl Harness {
@@ -227,8 +230,12 @@ impl Harness {
                 self.faulty = true;
             }
             14 => {
-                let restart =
-                    [Restart::Clean, Restart::Crash, Restart::PowerLoss][usize::from(p.byte()) % 3];
+                let how = p.byte();
+                let restart = match how % 3 {
+                    0 => Restart::Clean,
+                    1 => Restart::Crash,
+                    _ => Restart::PowerLoss(how / 3),
+                };
                 self.reopen(restart, opcode & 0x10 != 0);
             }
             _ => self.check_all(),
@@ -350,8 +357,9 @@ impl Harness {
                 self.fs.release_locks();
                 false
             }
-            Restart::PowerLoss => {
-                self.fs.power_loss();
+            Restart::PowerLoss(dir_ops) => {
+                let dir_ops = usize::from(dir_ops) % (self.fs.unsynced_dir_ops() + 1);
+                self.fs.power_loss_keeping_dir_ops(dir_ops, |_, _| 0);
                 false
             }
         };
@@ -386,7 +394,7 @@ impl Harness {
         // crash, which keeps appended bytes) keeps at least the durable ones.
         let from = match restart {
             Restart::Clean | Restart::Crash => self.history.acked,
-            Restart::PowerLoss => self.history.durable,
+            Restart::PowerLoss(_) => self.history.durable,
         };
         let from = if fault_recovery { self.history.durable } else { from };
         let Some(k) = self.history.matching_prefix(&found, from) else {
@@ -402,7 +410,7 @@ impl Harness {
         self.history.acked = k;
         self.history.durable = match restart {
             // What survived a power loss was durable, and stays so.
-            Restart::PowerLoss => k,
+            Restart::PowerLoss(_) => k,
             Restart::Clean | Restart::Crash => self.history.durable.min(k),
         };
         self.history.failed = false;
