@@ -739,11 +739,25 @@ fn stale_temp_files_are_removed_before_open_writes() {
     open(&fs).close().unwrap();
 }
 
+/// What else a crash left in the directory [`crashed_with_a_long_wal`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    None,
+    /// A file of every kind the open must remove, each durable: a table and `CURRENT`
+    /// under their temporary names, two tables no manifest names (compaction outputs
+    /// whose edit never made it: one numbered as the next file, which the open
+    /// reuses, one far past it), a superseded manifest, and
+    /// a WAL segment past `last_wal` holding half a header (a failed rotation's, the
+    /// orphan the `model` fuzz target found). The workload flushes once, so that a
+    /// table exists and the orphan's number lies below the counter.
+    OfEveryKind,
+}
+
 /// A directory after a power loss whose WAL holds many memtables' worth of writes:
 /// written with a 1 MiB write buffer and never flushed, so an open with the tiny one
-/// replays it into several memtables and flushes them. Deterministic: no background
-/// work runs before the power loss.
-fn crashed_with_a_long_wal() -> (FaultFs, History, usize) {
+/// replays it into several memtables and flushes them, and the `leftovers`.
+/// Deterministic: no background work runs before the power loss.
+fn crashed_with_a_long_wal(leftovers: Leftovers) -> (FaultFs, History, usize) {
     let fs = FaultFs::new();
     let db = Db::open(DIR, Options { write_buffer_size: 1 << 20, ..options(&fs) }).expect("open");
     let mut rng = StdRng::seed_from_u64(11);
@@ -755,10 +769,66 @@ fn crashed_with_a_long_wal() -> (FaultFs, History, usize) {
         if sync {
             durable = history.writes.len();
         }
+        if leftovers == Leftovers::OfEveryKind && i == WORKLOAD_WRITES / 2 {
+            db.flush().expect("flush");
+            durable = history.writes.len();
+        }
     }
     fs.power_loss();
     drop(db);
+    if leftovers == Leftovers::OfEveryKind {
+        leave_a_leftover_of_every_kind(&fs);
+    }
     (fs, history, durable)
+}
+
+/// Writes the files of [`Leftovers::OfEveryKind`] into the database of `fs`, durably.
+fn leave_a_leftover_of_every_kind(fs: &FaultFs) {
+    let dir = Path::new(DIR);
+    let number = |path: &Path| file_number(path).expect("a numbered file");
+    let table = newest_file(fs, "sst");
+    let current = String::from_utf8(fs.read_all(&dir.join("CURRENT")).unwrap()).unwrap();
+    let manifest = dir.join(current.trim());
+    let next = fs.file_names().iter().filter_map(|path| file_number(path)).max().unwrap() + 1;
+    let leftovers = [
+        (format!("{:06}.sst.tmp", next + 1001), fs.read_all(&table).unwrap()),
+        ("CURRENT.tmp".to_owned(), current.clone().into_bytes()),
+        (format!("{next:06}.sst"), fs.read_all(&table).unwrap()),
+        (format!("{:06}.sst", next + 1000), fs.read_all(&table).unwrap()),
+        (format!("MANIFEST-{:06}", number(&manifest) - 1), fs.read_all(&manifest).unwrap()),
+        (format!("{:06}.wal", number(&table)), vec![0x41; 20]),
+    ];
+    for (name, bytes) in leftovers {
+        let path = dir.join(name);
+        assert!(!fs.exists(&path), "{} is a live file", path.display());
+        let mut file = fs.create(&path).unwrap();
+        file.append(&bytes).unwrap();
+        file.sync().unwrap();
+    }
+    fs.sync_dir(dir).unwrap();
+}
+
+/// The number in a database file's name (`000007.sst`, `MANIFEST-000005`), if any.
+fn file_number(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.trim_start_matches("MANIFEST-").split('.').next()?.parse().ok()
+}
+
+/// Panics if the directory of `db`, with no flush or compaction running, holds a
+/// temporary file, a manifest besides the live one, or a table `db` does not use:
+/// leftovers an open removes.
+fn assert_no_leftovers(db: &Db, fs: &FaultFs, what: &str) {
+    let names: Vec<String> = fs
+        .file_names()
+        .iter()
+        .filter_map(|path| Some(path.file_name()?.to_str()?.to_owned()))
+        .collect();
+    let count = |suffix: &str| names.iter().filter(|name| name.ends_with(suffix)).count();
+    let manifests = names.iter().filter(|name| name.starts_with("MANIFEST-")).count();
+    assert!(
+        manifests == 1 && count(".tmp") == 0 && count(".sst") == db.stats().unwrap().sstables,
+        "{what}: leftovers in {names:?}"
+    );
 }
 
 /// Faults during recovery itself. The directory [`crashed_with_a_long_wal`] leaves is
@@ -770,18 +840,26 @@ fn crashed_with_a_long_wal() -> (FaultFs, History, usize) {
 /// second power loss, holds a prefix with every durable write, and accepts writes.
 #[test]
 fn injected_failures_during_recovery_lose_nothing_synced() {
+    for leftovers in [Leftovers::None, Leftovers::OfEveryKind] {
+        injected_failures_during_recovery(leftovers);
+    }
+}
+
+fn injected_failures_during_recovery(leftovers: Leftovers) {
     for kind in FaultKind::ALL {
-        let (fs, _, _) = crashed_with_a_long_wal();
+        let (fs, _, _) = crashed_with_a_long_wal(leftovers);
         let before = fs.count(kind);
         let db = open(&fs);
         db.flush().unwrap();
         db.close().unwrap();
         let total = fs.count(kind) - before;
         assert!(total > 0, "{kind:?}: recovery does no such operation");
-        eprintln!("recovery: failing each of {total} {kind:?} operations in turn");
+        eprintln!(
+            "recovery ({leftovers:?} left): failing each of {total} {kind:?} operations in turn"
+        );
         for n in 0..total {
-            let what = format!("{kind:?} #{n} of {total} during recovery");
-            let (fs, history, durable) = crashed_with_a_long_wal();
+            let what = format!("{kind:?} #{n} of {total} during recovery, {leftovers:?} left");
+            let (fs, history, durable) = crashed_with_a_long_wal(leftovers);
             let before = fs.count(kind);
             fs.fail_after(kind, n);
             let opened = Db::open(DIR, options(&fs));
@@ -808,9 +886,11 @@ fn injected_failures_during_recovery_lose_nothing_synced() {
             }
             fs.clear_faults();
             fs.power_loss();
-            reopen_holding_durable(&fs, &history, durable, &format!("{what}: reopened"))
-                .close()
-                .unwrap();
+            let what = format!("{what}: reopened");
+            let db = reopen_holding_durable(&fs, &history, durable, &what);
+            db.flush().unwrap();
+            assert_no_leftovers(&db, &fs, &what);
+            db.close().unwrap();
         }
     }
 }
