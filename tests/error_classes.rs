@@ -163,6 +163,61 @@ fn a_failed_wal_sync_stops_writes_until_reopen() {
     db.close().unwrap();
 }
 
+/// A rotation whose manifest edit finds the disk full is soft, like one whose new
+/// segment does not fit: the segment is removed again and writes resume. If that
+/// removal fails too, the segment stays behind, unnamed, where the next rotation's
+/// replay range would cover it: that is hard, writes stop, and a reopen removes it.
+#[test]
+fn a_rotation_that_cannot_remove_its_unnamed_segment_stops_writes() {
+    use common::hooked_fs::{HookedFs, Phase};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for removal_fails in [false, true] {
+        let fs = FaultFs::new();
+        let dir = std::path::Path::new("/db");
+        let armed = Arc::new(AtomicBool::new(false));
+        let hook_armed = armed.clone();
+        let hooked = HookedFs::new(Arc::new(fs.clone()), move |point, phase| {
+            if phase == Phase::After || !hook_armed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            match point {
+                "append:manifest" => Err(std::io::ErrorKind::StorageFull.into()),
+                "remove:wal" if removal_fails => Err(std::io::Error::other("removal failed")),
+                _ => Ok(()),
+            }
+        });
+        let options =
+            Options { fs: Arc::new(hooked), ..options(&fs, common::leveled_aggressive()) };
+        let db = Db::open(dir, options.clone()).unwrap();
+        db.put("a", "1").unwrap();
+        let segments =
+            || fs.file_names().iter().filter(|p| p.extension().is_some_and(|e| e == "wal")).count();
+        let before = segments();
+        armed.store(true, Ordering::SeqCst);
+        let failed = db.flush().expect_err("the rotation's manifest edit was to fail");
+        armed.store(false, Ordering::SeqCst);
+        let what = format!("removal fails: {removal_fails}: {failed}");
+        if removal_fails {
+            assert!(matches!(failed, Error::Io(_)), "{what}");
+            assert_eq!(segments(), before + 1, "{what}: the unnamed segment is gone");
+            assert!(matches!(db.put("b", "2"), Err(Error::Background(_))), "{what}");
+        } else {
+            assert!(matches!(failed, Error::NoSpace { .. }), "{what}");
+            assert_eq!(segments(), before, "{what}: the unnamed segment is still there");
+            db.put("b", "2").unwrap();
+            db.flush().unwrap();
+        }
+        assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "{what}");
+        drop(db);
+        fs.power_loss();
+        let db = Db::open(dir, options).unwrap();
+        assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "{what}");
+        db.put("c", "3").unwrap();
+        db.flush().unwrap();
+        db.close().unwrap();
+    }
+}
+
 /// A table that compaction finds damaged: the error names the file, and the
 /// database stays readable (the damaged block reports corruption, never wrong data).
 #[test]

@@ -370,9 +370,10 @@ impl DbCore {
     /// half-made segment may be left behind with a number a later rotation's range
     /// `[log_number, last_wal]` would cover, and only a reopen removes it safely.
     ///
-    /// The one exception is a disk too full for the new segment: the segment is
-    /// removed again and the caller gets `Error::NoSpace`; the memtable stays active
-    /// and the next write tries again.
+    /// The one exception is a disk too full for the new segment or for the manifest
+    /// edit naming it: the segment is removed again and the caller gets
+    /// `Error::NoSpace`; the memtable stays active and the next write tries again. If
+    /// that removal fails, the segment stays behind and writes stop after all.
     pub(crate) fn freeze_active_memtable(
         &self,
         writer: &mut MutexGuard<'_, WriterState>,
@@ -391,25 +392,11 @@ impl DbCore {
         // in an older segment for lost records.
         writer.wal.finish()?;
         let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id).map_err(|e| {
-            let e = self.no_space_or(e, "creating a WAL segment");
-            // Nothing names the segment yet; once it is gone, nothing was changed.
-            if !matches!(e, Error::NoSpace { .. }) {
-                return e;
-            }
-            match self.fs.remove_file(&self.dir.join(segment_file_name(number))) {
-                Err(removal) if removal.kind() != std::io::ErrorKind::NotFound => {
-                    Error::Io(removal)
-                }
-                _ => e,
-            }
+            self.remove_unnamed_segment(number, self.no_space_or(e, "creating a WAL segment"))
         })?;
+        // On a full disk the manifest takes the edit back: nothing names the segment.
         self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })
-            .inspect_err(|e| {
-                if matches!(e, Error::NoSpace { .. }) {
-                    // The manifest took the edit back: nothing names the new segment.
-                    let _ = self.fs.remove_file(&self.dir.join(segment_file_name(number)));
-                }
-            })?;
+            .map_err(|e| self.remove_unnamed_segment(number, e))?;
         writer.wal = wal;
         self.install_view(|view| {
             let fresh = Memtable::new(number, self.options.write_buffer_size);
@@ -420,6 +407,20 @@ impl DbCore {
             ReadView { active: Arc::new(fresh), frozen, version: view.version.clone() }
         });
         Ok(())
+    }
+
+    /// After a rotation failed with `failure` before anything named segment `number`:
+    /// on a full disk, removes the segment, so that no later rotation's range covers
+    /// it, and passes the `Error::NoSpace` on; a removal that fails becomes the error
+    /// (one that stops writes). Other failures pass unchanged.
+    fn remove_unnamed_segment(&self, number: u64, failure: Error) -> Error {
+        if !matches!(failure, Error::NoSpace { .. }) {
+            return failure;
+        }
+        match self.fs.remove_file(&self.dir.join(segment_file_name(number))) {
+            Err(removal) if removal.kind() != std::io::ErrorKind::NotFound => Error::Io(removal),
+            _ => failure,
+        }
     }
 }
 
