@@ -12,10 +12,12 @@
 //!   temporary file.
 //!
 //! Cycles continue on the state the last kill left, so kills also land in recovery
-//! (one in ten within its first 15 ms). Every [`plan::CYCLES_PER_DB`] cycles the
-//! database is compacted whole with automatic compaction on, checked once more and
-//! removed, and a new one starts with a new compaction strategy and data shape. The
-//! first violation stops the run with a reproducer; the database is kept.
+//! (one in ten within its first 15 ms). The compaction strategy is drawn again every
+//! [`plan::CYCLES_PER_STRATEGY`] cycles, so a database is reopened under the other
+//! strategy half the time. Every [`plan::CYCLES_PER_DB`] cycles the database is
+//! compacted whole with automatic compaction on, checked once more and removed, and a
+//! new one starts with a new data shape. The first violation stops the run with a
+//! reproducer; the database is kept.
 
 mod child;
 mod oracle;
@@ -34,7 +36,7 @@ use clap::Args;
 
 pub use child::{ChildArgs, run as run_child_process};
 use oracle::Oracle;
-use plan::{CYCLES_PER_DB, CyclePlan};
+use plan::{CYCLES_PER_DB, CyclePlan, strategy_history};
 use verify::{compact_and_check, reopen_and_check};
 
 use super::progress_bar;
@@ -135,11 +137,11 @@ pub fn crashtest(dir: Option<&Path>, args: CrashtestArgs) -> CliResult {
                 if let Err(e) = compact_and_check(&previous_dir, &plan, &mut previous) {
                     break Some((cycle - 1, plan, e));
                 }
+                let (number, cycles) =
+                    ((cycle - 1) / CYCLES_PER_DB, (cycle - 1) % CYCLES_PER_DB + 1);
                 let line = format!(
-                    "database {} ({}): {} cycles ok, compacted whole and checked ({} s)",
-                    (cycle - 1) / CYCLES_PER_DB,
-                    plan.mix_labels()[0],
-                    (cycle - 1) % CYCLES_PER_DB + 1,
+                    "database {number} ({}): {cycles} cycles ok, compacted whole and checked ({} s)",
+                    strategy_history(seed, number, cycles),
                     started.elapsed().as_secs()
                 );
                 // A hidden bar (stderr not a terminal) prints nothing.

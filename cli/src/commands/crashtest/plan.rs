@@ -1,11 +1,13 @@
 //! The randomised settings of a crash test, drawn from the seed.
 //!
 //! A run is a sequence of databases of [`CYCLES_PER_DB`] cycles each (so the mix
-//! covers creation, both compaction strategies and fresh and aged databases); a
-//! [`DbPlan`] is fixed for one database (its compaction strategy and data shape, which
-//! a reopen must not change), a [`CyclePlan`] is drawn anew for every child. Both are
-//! pure functions of `(seed, number)`: parent and child compute the same plan, and a
-//! reproducer needs only the seed.
+//! covers creation and fresh and aged databases); a [`DbPlan`] is fixed for one
+//! database (its data shape, which the oracle's key space depends on). The compaction
+//! strategy is drawn anew every [`CYCLES_PER_STRATEGY`] cycles, so a database is
+//! also reopened under the other strategy, over the tables the first one laid out;
+//! a [`CyclePlan`] is drawn anew for every child. All are pure functions of `(seed,
+//! number)`: parent and child compute the same plan, and a reproducer needs only
+//! the seed.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,10 +23,13 @@ use super::workload::DataShape;
 /// Cycles run on one database before the next starts.
 pub const CYCLES_PER_DB: u64 = 100;
 
+/// Cycles run under one compaction strategy before it is drawn again: four draws
+/// per database, each a switch of strategy half the time.
+pub const CYCLES_PER_STRATEGY: u64 = 25;
+
 /// The settings fixed for one database.
 #[derive(Debug, Clone)]
 pub struct DbPlan {
-    pub compaction: CompactionStrategyOptions,
     pub shape: DataShape,
 }
 
@@ -32,46 +37,58 @@ impl DbPlan {
     /// The plan of database `number` of the run with `seed`.
     pub fn new(seed: u64, number: u64) -> DbPlan {
         let mut rng = rng(seed, 0xdb, number);
-        let target_file_size = 1 << rng.gen_range(14..=17);
-        let compaction = if rng.gen_bool(0.5) {
-            CompactionStrategyOptions::Leveled(LeveledOptions {
-                num_levels: rng.gen_range(3..=7),
-                l0_compaction_trigger: rng.gen_range(2..=4),
-                base_level_size: target_file_size * rng.gen_range(2..=8),
-                level_size_multiplier: rng.gen_range(3.0..10.0),
-                target_file_size,
-                max_compaction_bytes: target_file_size * rng.gen_range(4..=25),
-                ..LeveledOptions::default()
-            })
-        } else {
-            CompactionStrategyOptions::SizeTiered(SizeTieredOptions {
-                min_threshold: rng.gen_range(2..=4),
-                max_threshold: rng.gen_range(4..=12),
-                min_sstable_size: target_file_size,
-                tombstone_min_age_secs: 0,
-                target_file_size,
-                ..SizeTieredOptions::default()
-            })
-        };
         let shape = DataShape {
             keys_per_writer: [100, 1_000, 4_000][rng.gen_range(0..3)],
             max_padding: [16, 200, 2_000][rng.gen_range(0..3)],
         };
-        DbPlan { compaction, shape }
+        DbPlan { shape }
     }
+}
 
-    fn strategy(&self) -> &'static str {
-        match self.compaction {
-            CompactionStrategyOptions::Leveled(_) => "leveled",
-            CompactionStrategyOptions::SizeTiered(_) => "size-tiered",
-        }
+/// The compaction strategy of the cycles `number * CYCLES_PER_STRATEGY..` of the run
+/// with `seed`: leveled or size-tiered, with random shapes.
+fn compaction_plan(seed: u64, number: u64) -> CompactionStrategyOptions {
+    let mut rng = rng(seed, 0x57a7, number);
+    let target_file_size = 1 << rng.gen_range(14..=17);
+    if rng.gen_bool(0.5) {
+        CompactionStrategyOptions::Leveled(LeveledOptions {
+            num_levels: rng.gen_range(3..=7),
+            l0_compaction_trigger: rng.gen_range(2..=4),
+            base_level_size: target_file_size * rng.gen_range(2..=8),
+            level_size_multiplier: rng.gen_range(3.0..10.0),
+            target_file_size,
+            max_compaction_bytes: target_file_size * rng.gen_range(4..=25),
+            ..LeveledOptions::default()
+        })
+    } else {
+        CompactionStrategyOptions::SizeTiered(SizeTieredOptions {
+            min_threshold: rng.gen_range(2..=4),
+            max_threshold: rng.gen_range(4..=12),
+            min_sstable_size: target_file_size,
+            tombstone_min_age_secs: 0,
+            target_file_size,
+            ..SizeTieredOptions::default()
+        })
     }
+}
+
+/// The strategies database `number` of the run with `seed` ran under in its first
+/// `cycles` cycles, in order, one name per switch: `leveled → size-tiered`.
+pub fn strategy_history(seed: u64, number: u64, cycles: u64) -> String {
+    let first = number * CYCLES_PER_DB;
+    let mut names: Vec<&str> = (first..first + cycles)
+        .step_by(CYCLES_PER_STRATEGY as usize)
+        .map(|cycle| CyclePlan::new(seed, cycle).strategy())
+        .collect();
+    names.dedup();
+    names.join(" → ")
 }
 
 /// The settings of one child.
 #[derive(Debug, Clone)]
 pub struct CyclePlan {
     pub db: DbPlan,
+    pub compaction: CompactionStrategyOptions,
     pub write_buffer_size: usize,
     pub max_frozen_memtables: usize,
     pub block_size: usize,
@@ -97,6 +114,7 @@ impl CyclePlan {
     /// The plan of cycle `cycle` of the run with `seed`.
     pub fn new(seed: u64, cycle: u64) -> CyclePlan {
         let db = DbPlan::new(seed, cycle / CYCLES_PER_DB);
+        let compaction = compaction_plan(seed, cycle / CYCLES_PER_STRATEGY);
         let mut rng = rng(seed, 0xc7c1e, cycle);
         let compression = match rng.gen_range(0..4) {
             0 => Compression::None,
@@ -112,6 +130,7 @@ impl CyclePlan {
         };
         CyclePlan {
             db,
+            compaction,
             write_buffer_size: 1 << rng.gen_range(14..=21),
             max_frozen_memtables: rng.gen_range(1..=4),
             block_size: 1 << rng.gen_range(9..=14),
@@ -139,7 +158,7 @@ impl CyclePlan {
             block_cache_size: self.block_cache_size,
             compression: self.compression,
             bloom_bits_per_key: self.bloom_bits_per_key,
-            compaction: self.db.compaction.clone(),
+            compaction: self.compaction.clone(),
             compaction_threads: self.compaction_threads,
             max_open_files: self.max_open_files,
             max_manifest_size: self.max_manifest_size,
@@ -149,7 +168,14 @@ impl CyclePlan {
 
     /// The strategy and compression, for the summary's options mix.
     pub fn mix_labels(&self) -> [String; 2] {
-        [self.db.strategy().to_string(), format!("{:?}", self.compression).to_lowercase()]
+        [self.strategy().to_string(), format!("{:?}", self.compression).to_lowercase()]
+    }
+
+    fn strategy(&self) -> &'static str {
+        match self.compaction {
+            CompactionStrategyOptions::Leveled(_) => "leveled",
+            CompactionStrategyOptions::SizeTiered(_) => "size-tiered",
+        }
     }
 }
 
@@ -161,8 +187,8 @@ impl fmt::Display for CyclePlan {
              {} frozen memtables, {} B blocks, cache {} KiB, {:?}, bloom {} bits, {} \
              compaction threads, {} open files, manifest rewritten past {} KiB; {} writers, \
              {:.0}% of batches synced{}{}; killed after {:?}",
-            self.db.strategy(),
-            self.db.compaction,
+            self.strategy(),
+            self.compaction,
             self.db.shape.keys_per_writer,
             self.db.shape.max_padding + 20,
             self.write_buffer_size >> 10,
@@ -205,10 +231,22 @@ mod tests {
     }
 
     #[test]
-    fn a_database_keeps_its_plan_for_all_its_cycles() {
+    fn a_database_keeps_its_shape_for_all_its_cycles() {
         let first = CyclePlan::new(5, CYCLES_PER_DB);
         let last = CyclePlan::new(5, 2 * CYCLES_PER_DB - 1);
-        assert_eq!(format!("{:?}", first.db), format!("{:?}", last.db));
         assert_eq!(first.db.shape, last.db.shape);
+    }
+
+    #[test]
+    fn databases_switch_strategy_between_cycles() {
+        let switches = (1..10 * CYCLES_PER_DB)
+            .filter(|cycle| cycle % CYCLES_PER_DB != 0)
+            .filter(|&cycle| {
+                let (before, now) = (CyclePlan::new(7, cycle - 1), CyclePlan::new(7, cycle));
+                before.strategy() != now.strategy()
+            })
+            .count();
+        // 30 draws within databases, each a switch half the time.
+        assert!((5..=25).contains(&switches), "{switches} switches of strategy");
     }
 }
