@@ -171,23 +171,26 @@ impl Cut {
     const ALL: [Cut; 3] = [Cut::DropUnsynced, Cut::KeepRandomPrefix, Cut::KeepDirOpsToo];
 
     /// Cuts the power of `fs` this way, drawing what survives from `rng`; returns
-    /// how many unsynced bytes and directory operations survived.
-    fn apply(self, fs: &FaultFs, rng: &mut StdRng) -> usize {
-        let dir_ops = match self {
+    /// how many unsynced bytes and how many directory operations survived.
+    fn apply(self, fs: &FaultFs, rng: &mut StdRng) -> (usize, usize) {
+        let dir_ops_draw = match self {
             Cut::DropUnsynced => {
                 fs.power_loss();
-                return 0;
+                return (0, 0);
             }
-            Cut::KeepRandomPrefix => 0,
-            Cut::KeepDirOpsToo => rng.gen_range(0..=fs.unsynced_dir_ops()),
+            Cut::KeepRandomPrefix => None,
+            Cut::KeepDirOpsToo => Some(rng.r#gen::<usize>()),
         };
-        let mut kept = dir_ops;
-        fs.power_loss_keeping_dir_ops(dir_ops, |_, unsynced| {
-            let bytes = rng.gen_range(0..=unsynced);
-            kept += bytes;
-            bytes
-        });
-        kept
+        let mut bytes = 0;
+        let dir_ops = fs.power_loss_keeping_dir_ops(
+            |pending| dir_ops_draw.map_or(0, |draw| draw % (pending + 1)),
+            |_, unsynced| {
+                let kept = rng.gen_range(0..=unsynced);
+                bytes += kept;
+                kept
+            },
+        );
+        (bytes, dir_ops)
     }
 }
 
@@ -196,7 +199,7 @@ impl Cut {
 /// the last left. After each, the database holds the state after a prefix of the writes
 /// issued that includes every synced acknowledged write, and takes writes again.
 fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
-    let mut kept = 0;
+    let mut kept_bytes = 0;
     for seed in seeds {
         let mut rng = StdRng::seed_from_u64(seed);
         let fs = FaultFs::new();
@@ -228,7 +231,7 @@ fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
                     }
                 });
                 std::thread::sleep(std::time::Duration::from_micros(rng.gen_range(0..30_000)));
-                kept += cut.apply(&fs, &mut rng);
+                kept_bytes += cut.apply(&fs, &mut rng).0;
                 writer.join().unwrap()
             });
             durable = writer.unwrap_or(durable);
@@ -240,8 +243,10 @@ fn power_cuts_at_random_moments(seeds: std::ops::Range<u64>, cut: Cut) {
             db.close().unwrap();
         }
     }
+    // Whether a directory operation is pending at a random moment is up to timing;
+    // the cut before every operation checks that some are kept.
     if cut != Cut::DropUnsynced {
-        assert!(kept > 0, "no cut kept anything unsynced: {cut:?} tested nothing");
+        assert!(kept_bytes > 0, "no cut kept an unsynced byte: {cut:?} tested nothing");
     }
 }
 
@@ -320,6 +325,7 @@ fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
     let total = counted.load(std::sync::atomic::Ordering::Relaxed);
     assert!(total > 100, "only {total} operations");
     let mut rng = StdRng::seed_from_u64(3);
+    let kept_dir_ops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for n in 0..total {
         for cut in Cut::ALL {
             let what = format!("power cut before operation {n} of {total} ({cut:?})");
@@ -327,13 +333,15 @@ fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
             let seed = rng.r#gen::<u64>();
             let (target, ops) = (fs.clone(), std::sync::atomic::AtomicUsize::new(0));
             let prefix = parking_lot::Mutex::new(StdRng::seed_from_u64(seed));
+            let kept = kept_dir_ops.clone();
             let hooked = HookedFs::new(Arc::new(fs.clone()), move |_, phase| {
                 if phase == Phase::After {
                     return Ok(());
                 }
                 let op = ops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if op == n {
-                    cut.apply(&target, &mut prefix.lock());
+                    let (_, dir_ops) = cut.apply(&target, &mut prefix.lock());
+                    kept.fetch_add(dir_ops, std::sync::atomic::Ordering::Relaxed);
                 }
                 if op >= n {
                     return Err(std::io::Error::other("the power is off"));
@@ -344,7 +352,12 @@ fn a_power_cut_before_every_disk_operation_loses_nothing_synced() {
             reopen_holding_durable(&fs, &history, durable, &what).close().unwrap();
         }
     }
-    eprintln!("{total} operations, each cut before in {} ways", Cut::ALL.len());
+    let kept_dir_ops = kept_dir_ops.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(kept_dir_ops > 0, "no cut kept a directory operation: KeepDirOpsToo tested nothing");
+    eprintln!(
+        "{total} operations, each cut before in {} ways; {kept_dir_ops} directory operations kept",
+        Cut::ALL.len()
+    );
 }
 
 /// Regression (issue 9, found by the `model` fuzz target): recovery replayed records
@@ -742,22 +755,31 @@ fn stale_temp_files_are_removed_before_open_writes() {
 /// What else a crash left in the directory [`crashed_with_a_long_wal`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Leftovers {
-    None,
+    Nothing,
     /// A file of every kind the open must remove, each durable: a table and `CURRENT`
     /// under their temporary names, two tables no manifest names (compaction outputs
-    /// whose edit never made it: one numbered as the next file, which the open
-    /// reuses, one far past it), a superseded manifest, and
-    /// a WAL segment past `last_wal` holding half a header (a failed rotation's, the
-    /// orphan the `model` fuzz target found). The workload flushes once, so that a
-    /// table exists and the orphan's number lies below the counter.
+    /// whose edit never made it), a superseded manifest, and a WAL segment numbered
+    /// past every file, below the counter, holding half a header (a failed rotation's:
+    /// the orphan the `model` fuzz target found). The workload flushes once, so that a
+    /// table exists and the counter has moved past the numbers its flush reserved.
     OfEveryKind,
 }
 
+/// A power-cut database directory and what was written to it.
+struct Crashed {
+    fs: FaultFs,
+    history: History,
+    /// Writes `0..durable` are durable.
+    durable: usize,
+    /// The files of [`Leftovers`] the open must remove.
+    leftovers: Vec<std::path::PathBuf>,
+}
+
 /// A directory after a power loss whose WAL holds many memtables' worth of writes:
-/// written with a 1 MiB write buffer and never flushed, so an open with the tiny one
-/// replays it into several memtables and flushes them, and the `leftovers`.
-/// Deterministic: no background work runs before the power loss.
-fn crashed_with_a_long_wal(leftovers: Leftovers) -> (FaultFs, History, usize) {
+/// written with a 1 MiB write buffer (and, with leftovers, flushed once), so an open
+/// with the tiny one replays it into several memtables and flushes them; and the
+/// `leftovers`. Deterministic: no background work runs but the flush it waits for.
+fn crashed_with_a_long_wal(leftovers: Leftovers) -> Crashed {
     let fs = FaultFs::new();
     let db = Db::open(DIR, Options { write_buffer_size: 1 << 20, ..options(&fs) }).expect("open");
     let mut rng = StdRng::seed_from_u64(11);
@@ -776,36 +798,40 @@ fn crashed_with_a_long_wal(leftovers: Leftovers) -> (FaultFs, History, usize) {
     }
     fs.power_loss();
     drop(db);
-    if leftovers == Leftovers::OfEveryKind {
-        leave_a_leftover_of_every_kind(&fs);
-    }
-    (fs, history, durable)
+    let leftovers = match leftovers {
+        Leftovers::Nothing => Vec::new(),
+        Leftovers::OfEveryKind => leave_a_leftover_of_every_kind(&fs),
+    };
+    Crashed { fs, history, durable, leftovers }
 }
 
-/// Writes the files of [`Leftovers::OfEveryKind`] into the database of `fs`, durably.
-fn leave_a_leftover_of_every_kind(fs: &FaultFs) {
+/// Writes the files of [`Leftovers::OfEveryKind`] into the database of `fs`, durably;
+/// returns their paths.
+fn leave_a_leftover_of_every_kind(fs: &FaultFs) -> Vec<std::path::PathBuf> {
     let dir = Path::new(DIR);
-    let number = |path: &Path| file_number(path).expect("a numbered file");
     let table = newest_file(fs, "sst");
     let current = String::from_utf8(fs.read_all(&dir.join("CURRENT")).unwrap()).unwrap();
     let manifest = dir.join(current.trim());
+    let manifest_number = file_number(&manifest).expect("a numbered manifest");
     let next = fs.file_names().iter().filter_map(|path| file_number(path)).max().unwrap() + 1;
     let leftovers = [
+        (format!("{next:06}.wal"), vec![0x41; 20]),
+        (format!("{:06}.sst", next + 1), fs.read_all(&table).unwrap()),
+        (format!("{:06}.sst", next + 1000), fs.read_all(&table).unwrap()),
         (format!("{:06}.sst.tmp", next + 1001), fs.read_all(&table).unwrap()),
         ("CURRENT.tmp".to_owned(), current.clone().into_bytes()),
-        (format!("{next:06}.sst"), fs.read_all(&table).unwrap()),
-        (format!("{:06}.sst", next + 1000), fs.read_all(&table).unwrap()),
-        (format!("MANIFEST-{:06}", number(&manifest) - 1), fs.read_all(&manifest).unwrap()),
-        (format!("{:06}.wal", number(&table)), vec![0x41; 20]),
+        (format!("MANIFEST-{:06}", manifest_number - 1), fs.read_all(&manifest).unwrap()),
     ];
-    for (name, bytes) in leftovers {
+    let paths = leftovers.map(|(name, bytes)| {
         let path = dir.join(name);
         assert!(!fs.exists(&path), "{} is a live file", path.display());
         let mut file = fs.create(&path).unwrap();
         file.append(&bytes).unwrap();
         file.sync().unwrap();
-    }
+        path
+    });
     fs.sync_dir(dir).unwrap();
+    paths.to_vec()
 }
 
 /// The number in a database file's name (`000007.sst`, `MANIFEST-000005`), if any.
@@ -814,10 +840,10 @@ fn file_number(path: &Path) -> Option<u64> {
     name.trim_start_matches("MANIFEST-").split('.').next()?.parse().ok()
 }
 
-/// Panics if the directory of `db`, with no flush or compaction running, holds a
-/// temporary file, a manifest besides the live one, or a table `db` does not use:
-/// leftovers an open removes.
-fn assert_no_leftovers(db: &Db, fs: &FaultFs, what: &str) {
+/// Panics if the directory of `db`, with no flush or compaction running, holds one
+/// of the `leftovers`, a temporary file, a manifest besides the live one, or a table
+/// `db` does not use: files an open removes.
+fn assert_no_leftovers(db: &Db, fs: &FaultFs, leftovers: &[std::path::PathBuf], what: &str) {
     let names: Vec<String> = fs
         .file_names()
         .iter()
@@ -826,7 +852,10 @@ fn assert_no_leftovers(db: &Db, fs: &FaultFs, what: &str) {
     let count = |suffix: &str| names.iter().filter(|name| name.ends_with(suffix)).count();
     let manifests = names.iter().filter(|name| name.starts_with("MANIFEST-")).count();
     assert!(
-        manifests == 1 && count(".tmp") == 0 && count(".sst") == db.stats().unwrap().sstables,
+        manifests == 1
+            && count(".tmp") == 0
+            && count(".sst") == db.stats().unwrap().sstables
+            && !leftovers.iter().any(|path| fs.exists(path)),
         "{what}: leftovers in {names:?}"
     );
 }
@@ -840,14 +869,14 @@ fn assert_no_leftovers(db: &Db, fs: &FaultFs, what: &str) {
 /// second power loss, holds a prefix with every durable write, and accepts writes.
 #[test]
 fn injected_failures_during_recovery_lose_nothing_synced() {
-    for leftovers in [Leftovers::None, Leftovers::OfEveryKind] {
+    for leftovers in [Leftovers::Nothing, Leftovers::OfEveryKind] {
         injected_failures_during_recovery(leftovers);
     }
 }
 
 fn injected_failures_during_recovery(leftovers: Leftovers) {
     for kind in FaultKind::ALL {
-        let (fs, _, _) = crashed_with_a_long_wal(leftovers);
+        let Crashed { fs, .. } = crashed_with_a_long_wal(leftovers);
         let before = fs.count(kind);
         let db = open(&fs);
         db.flush().unwrap();
@@ -859,7 +888,8 @@ fn injected_failures_during_recovery(leftovers: Leftovers) {
         );
         for n in 0..total {
             let what = format!("{kind:?} #{n} of {total} during recovery, {leftovers:?} left");
-            let (fs, history, durable) = crashed_with_a_long_wal(leftovers);
+            let Crashed { fs, history, durable, leftovers: left } =
+                crashed_with_a_long_wal(leftovers);
             let before = fs.count(kind);
             fs.fail_after(kind, n);
             let opened = Db::open(DIR, options(&fs));
@@ -889,7 +919,7 @@ fn injected_failures_during_recovery(leftovers: Leftovers) {
             let what = format!("{what}: reopened");
             let db = reopen_holding_durable(&fs, &history, durable, &what);
             db.flush().unwrap();
-            assert_no_leftovers(&db, &fs, &what);
+            assert_no_leftovers(&db, &fs, &left, &what);
             db.close().unwrap();
         }
     }

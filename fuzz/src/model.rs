@@ -10,7 +10,8 @@
 //! - After a clean close and reopen, every acknowledged write is there.
 //! - After a process crash (locks released, appended bytes kept) or a power loss
 //!   (unsynced bytes dropped, and the unsynced directory operations but for a prefix
-//!   the program chooses, as a journaling filesystem may commit them early) and a reopen, the database holds the state after some
+//!   the program chooses, as a journaling filesystem may commit them early) and a
+//!   reopen, the database holds the state after some
 //!   prefix of the writes issued (the failed one included or not), and that prefix
 //!   holds every write made durable by a synced write, `sync_wal`, `flush` or a clean
 //!   close. A write puts values naming its index, so different prefixes differ.
@@ -163,7 +164,7 @@ pub fn run(data: &[u8]) {
 enum Restart {
     Clean,
     Crash,
-    /// A power loss that keeps this many (modulo how many there are, plus one) of the
+    /// A power loss that keeps the first `n % (pending + 1)` of the `pending`
     /// directory operations no directory sync covered.
     PowerLoss(u8),
 }
@@ -358,8 +359,8 @@ impl Harness {
                 false
             }
             Restart::PowerLoss(dir_ops) => {
-                let dir_ops = usize::from(dir_ops) % (self.fs.unsynced_dir_ops() + 1);
-                self.fs.power_loss_keeping_dir_ops(dir_ops, |_, _| 0);
+                let n = usize::from(dir_ops);
+                self.fs.power_loss_keeping_dir_ops(|pending| n % (pending + 1), |_, _| 0);
                 false
             }
         };

@@ -394,9 +394,12 @@ impl DbCore {
         let wal = WalWriter::create(&*self.fs, &self.dir, number, self.db_id).map_err(|e| {
             self.remove_unnamed_segment(number, self.no_space_or(e, "creating a WAL segment"))
         })?;
-        // On a full disk the manifest takes the edit back: nothing names the segment.
-        self.log_and_apply(VersionEdit { last_wal: Some(number), ..VersionEdit::default() })
-            .map_err(|e| self.remove_unnamed_segment(number, e))?;
+        let edit = VersionEdit { last_wal: Some(number), ..VersionEdit::default() };
+        if let Err(e) = self.log_and_apply(edit) {
+            // On a full disk the manifest took the edit back: nothing names the segment.
+            drop(wal);
+            return Err(self.remove_unnamed_segment(number, e));
+        }
         writer.wal = wal;
         self.install_view(|view| {
             let fresh = Memtable::new(number, self.options.write_buffer_size);

@@ -127,7 +127,7 @@ impl State {
 
     /// Sets the live entries of `op` and records it as not yet durable.
     pub(super) fn apply_dir_op(&mut self, op: DirOp) {
-        apply(&mut self.live, &op);
+        set_entries(&mut self.live, &op);
         self.unsynced_dir_ops.push(op);
     }
 
@@ -145,7 +145,7 @@ impl State {
 }
 
 /// Sets the entries of `op` in `namespace`.
-pub(super) fn apply(namespace: &mut BTreeMap<PathBuf, InodeRef>, op: &DirOp) {
+pub(super) fn set_entries(namespace: &mut BTreeMap<PathBuf, InodeRef>, op: &DirOp) {
     for (path, inode) in op {
         match inode {
             Some(inode) => namespace.insert(path.clone(), Arc::clone(inode)),

@@ -24,8 +24,11 @@ use super::workload::DataShape;
 pub const CYCLES_PER_DB: u64 = 100;
 
 /// Cycles run under one compaction strategy before it is drawn again: four draws
-/// per database, each a switch of strategy half the time.
+/// per database, the last three each a switch of strategy half the time.
 pub const CYCLES_PER_STRATEGY: u64 = 25;
+
+// A database starts with a fresh draw ([`strategy_history`] relies on it).
+const _: () = assert!(CYCLES_PER_DB.is_multiple_of(CYCLES_PER_STRATEGY));
 
 /// The settings fixed for one database.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ pub fn strategy_history(seed: u64, number: u64, cycles: u64) -> String {
     let first = number * CYCLES_PER_DB;
     let mut names: Vec<&str> = (first..first + cycles)
         .step_by(CYCLES_PER_STRATEGY as usize)
-        .map(|cycle| CyclePlan::new(seed, cycle).strategy())
+        .map(|cycle| strategy_name(&compaction_plan(seed, cycle / CYCLES_PER_STRATEGY)))
         .collect();
     names.dedup();
     names.join(" → ")
@@ -172,10 +175,7 @@ impl CyclePlan {
     }
 
     fn strategy(&self) -> &'static str {
-        match self.compaction {
-            CompactionStrategyOptions::Leveled(_) => "leveled",
-            CompactionStrategyOptions::SizeTiered(_) => "size-tiered",
-        }
+        strategy_name(&self.compaction)
     }
 }
 
@@ -206,6 +206,13 @@ impl fmt::Display for CyclePlan {
             if self.readers { ", snapshots and iterators held open" } else { "" },
             self.kill_after,
         )
+    }
+}
+
+fn strategy_name(compaction: &CompactionStrategyOptions) -> &'static str {
+    match compaction {
+        CompactionStrategyOptions::Leveled(_) => "leveled",
+        CompactionStrategyOptions::SizeTiered(_) => "size-tiered",
     }
 }
 
