@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aeternusdb::fs::{FaultFs, FaultKind, FileSystem};
+use aeternusdb::internals::{FileKind, classify};
 use aeternusdb::{Db, Error, Options, WriteBatch, WriteOptions};
 use common::hooked_fs::{HookedFs, Phase};
 use common::{Model, contents};
@@ -836,28 +837,10 @@ fn leave_a_leftover_of_every_kind(fs: &FaultFs) -> Vec<std::path::PathBuf> {
 
 /// The number in a database file's name (`000007.sst`, `MANIFEST-000005`), if any.
 fn file_number(path: &Path) -> Option<u64> {
-    let name = path.file_name()?.to_str()?;
-    name.trim_start_matches("MANIFEST-").split('.').next()?.parse().ok()
-}
-
-/// Panics if the directory of `db`, with no flush or compaction running, holds one
-/// of the `leftovers`, a temporary file, a manifest besides the live one, or a table
-/// `db` does not use: files an open removes.
-fn assert_no_leftovers(db: &Db, fs: &FaultFs, leftovers: &[std::path::PathBuf], what: &str) {
-    let names: Vec<String> = fs
-        .file_names()
-        .iter()
-        .filter_map(|path| Some(path.file_name()?.to_str()?.to_owned()))
-        .collect();
-    let count = |suffix: &str| names.iter().filter(|name| name.ends_with(suffix)).count();
-    let manifests = names.iter().filter(|name| name.starts_with("MANIFEST-")).count();
-    assert!(
-        manifests == 1
-            && count(".tmp") == 0
-            && count(".sst") == db.stats().unwrap().sstables
-            && !leftovers.iter().any(|path| fs.exists(path)),
-        "{what}: leftovers in {names:?}"
-    );
+    match classify(path.file_name()?.to_str()?) {
+        FileKind::Wal(n) | FileKind::Table(n) | FileKind::Manifest(n) => Some(n),
+        FileKind::Temp | FileKind::Fixed | FileKind::Unknown => None,
+    }
 }
 
 /// Faults during recovery itself. The directory [`crashed_with_a_long_wal`] leaves is
@@ -919,8 +902,11 @@ fn injected_failures_during_recovery(leftovers: Leftovers) {
             let what = format!("{what}: reopened");
             let db = reopen_holding_durable(&fs, &history, durable, &what);
             db.flush().unwrap();
-            assert_no_leftovers(&db, &fs, &left, &what);
+            common::check_no_orphans_in(&fs, Path::new(DIR), Some(&db), &what);
             db.close().unwrap();
+            common::check_no_orphans_in(&fs, Path::new(DIR), None, &what);
+            let kept: Vec<_> = left.iter().filter(|path| fs.exists(path)).collect();
+            assert!(kept.is_empty(), "{what}: the open left {kept:?}");
         }
     }
 }

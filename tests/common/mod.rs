@@ -11,7 +11,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aeternusdb::fs::OsFs;
+use aeternusdb::fs::{FileSystem, OsFs};
 use aeternusdb::internals::{FileKind, Manifest, ManifestState, classify};
 
 use aeternusdb::{
@@ -342,8 +342,13 @@ pub struct DirListing {
 }
 
 pub fn list_dir(dir: &Path) -> DirListing {
+    list_dir_in(&OsFs, dir)
+}
+
+/// [`list_dir`] on any filesystem.
+pub fn list_dir_in(fs: &dyn FileSystem, dir: &Path) -> DirListing {
     let mut listing = DirListing::default();
-    for name in file_names(dir) {
+    for name in fs.list_dir(dir).unwrap() {
         match classify(&name) {
             FileKind::Table(n) => drop(listing.tables.insert(n)),
             FileKind::Wal(n) => drop(listing.wals.insert(n)),
@@ -360,8 +365,18 @@ pub fn list_dir(dir: &Path) -> DirListing {
 /// has as many tables; without (closed), that no WAL segment lies outside
 /// `[log_number, last_wal]` and the newest is there. Returns the manifest state.
 pub fn check_no_orphans(dir: &Path, db: Option<&Db>, context: &str) -> ManifestState {
-    let listing = list_dir(dir);
-    let state = Manifest::load(&OsFs, dir).unwrap();
+    check_no_orphans_in(&OsFs, dir, db, context)
+}
+
+/// [`check_no_orphans`] on any filesystem.
+pub fn check_no_orphans_in(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    db: Option<&Db>,
+    context: &str,
+) -> ManifestState {
+    let listing = list_dir_in(fs, dir);
+    let state = Manifest::load(fs, dir).unwrap();
     assert!(listing.temps.is_empty(), "{context}: temporary files remain: {:?}", listing.temps);
     let named: BTreeSet<u64> = state.tables.keys().copied().collect();
     assert_eq!(
@@ -378,7 +393,7 @@ pub fn check_no_orphans(dir: &Path, db: Option<&Db>, context: &str) -> ManifestS
             listing.tables.len()
         );
     }
-    let current = Manifest::current_path(&OsFs, dir).unwrap();
+    let current = Manifest::current_path(fs, dir).unwrap();
     assert_eq!(
         listing.manifests.len(),
         1,
